@@ -1,0 +1,51 @@
+# Two commands do all the set-up: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+TSTAMP := $(VENV)/.installed-test
+APT_PACKAGES := postgresql openssl
+
+.PHONY: run test venv test-deps system-deps lint typecheck unit hvac bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	touch $@
+
+venv: $(STAMP)
+
+# A dev server: in memory, initialised, unsealed, kv v2 at secret/.
+run: $(STAMP)
+	$(VENV)/bin/strongroom server --dev
+
+$(TSTAMP): $(STAMP)
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test-deps: $(TSTAMP) system-deps
+
+lint: $(TSTAMP)
+	$(VENV)/bin/ruff check strongroom tests bench
+	$(VENV)/bin/ruff format --check strongroom tests bench
+
+typecheck: $(TSTAMP)
+	$(VENV)/bin/mypy strongroom
+
+test: test-deps lint typecheck
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(PY) bench/kv.py
+
+clean:
+	rm -rf $(VENV) .work build *.egg-info

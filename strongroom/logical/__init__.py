@@ -1,0 +1,1 @@
+"""The contract between core and plugins: requests, responses, storage, errors."""
