@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, runtime_checkable
 
+Names = list[str]  # the builtin, named so classes with a ``list`` method can annotate with it
+
 
 class StorageError(Exception):
     """A backend failed; the request fails with a 500 and nothing is half-written."""
@@ -32,9 +34,9 @@ class Storage(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
-    async def list(self, prefix: str) -> list[str]: ...
+    async def list(self, prefix: str) -> Names: ...
 
-    async def list_page(self, prefix: str, after: str = "", limit: int = 0) -> list[str]: ...
+    async def list_page(self, prefix: str, after: str = "", limit: int = 0) -> Names: ...
 
     def transaction(self) -> Any:
         """Return an async context manager yielding a transactional ``Storage``."""
@@ -57,7 +59,7 @@ def check_prefix(prefix: str) -> None:
         check_key(prefix[:-1])
 
 
-def children(keys: list[str], prefix: str) -> list[str]:
+def children(keys: list[str], prefix: str) -> Names:
     """Direct children of ``prefix`` among sorted full ``keys`` (helper for simple backends)."""
     out: list[str] = []
     seen: set[str] = set()
@@ -75,7 +77,7 @@ def children(keys: list[str], prefix: str) -> list[str]:
     return out
 
 
-def page(names: list[str], after: str, limit: int) -> list[str]:
+def page(names: list[str], after: str, limit: int) -> Names:
     if after:
         names = names[bisect.bisect_right(names, after) :]
     if limit > 0:
@@ -114,16 +116,16 @@ class InmemStorage:
         if self._data.pop(key, None) is not None:
             self._sorted = None
 
-    def _keys(self) -> list[str]:
+    def _keys(self) -> Names:
         if self._sorted is None:
             self._sorted = sorted(self._data)
         return self._sorted
 
-    async def list(self, prefix: str) -> list[str]:
+    async def list(self, prefix: str) -> Names:
         check_prefix(prefix)
         return children(self._keys(), prefix)
 
-    async def list_page(self, prefix: str, after: str = "", limit: int = 0) -> list[str]:
+    async def list_page(self, prefix: str, after: str = "", limit: int = 0) -> Names:
         return page(await self.list(prefix), after, limit)
 
     @asynccontextmanager
@@ -170,11 +172,11 @@ class PrefixView:
         check_key(key)
         await self.inner.delete(self.prefix + key)
 
-    async def list(self, prefix: str) -> list[str]:
+    async def list(self, prefix: str) -> Names:
         check_prefix(prefix)
         return await self.inner.list(self.prefix + prefix)
 
-    async def list_page(self, prefix: str, after: str = "", limit: int = 0) -> list[str]:
+    async def list_page(self, prefix: str, after: str = "", limit: int = 0) -> Names:
         check_prefix(prefix)
         return await self.inner.list_page(self.prefix + prefix, after, limit)
 

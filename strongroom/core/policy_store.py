@@ -1,0 +1,103 @@
+"""Stored ACL policies and the compiled-ACL cache.
+
+Policies live under ``sys/policy/acl/<name>``. ``root`` is virtual and
+immutable, ``response-wrapping`` is fixed and hidden, ``default`` is written
+once on first unseal and can be changed but not deleted. Compiled ACLs are
+cached per policy set and dropped whenever any policy changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strongroom.core.acl import ACL
+from strongroom.core.policy import (
+    DEFAULT_POLICY_HCL,
+    RESPONSE_WRAPPING_POLICY,
+    Policy,
+    normalize_policy_name,
+    parse_policy,
+)
+from strongroom.logical.errors import UserError
+from strongroom.logical.storage import Storage, get_json, put_json
+
+IMMUTABLE = frozenset({"root", "response-wrapping", "control-group"})
+
+
+class PolicyStore:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._parsed: dict[str, Policy | None] = {}
+        self._acls: dict[tuple[str, ...], ACL] = {}
+
+    async def setup(self) -> None:
+        self.invalidate()
+        if await self.storage.get("acl/default") is None:
+            await put_json(self.storage, "acl/default", {"name": "default", "policy": DEFAULT_POLICY_HCL})
+
+    def invalidate(self) -> None:
+        self._parsed.clear()
+        self._acls.clear()
+
+    async def names(self) -> list[str]:
+        names = [n for n in await self.storage.list("acl/") if not n.endswith("/")]
+        return sorted({*names, "root"})
+
+    async def get_text(self, name: str) -> str | None:
+        name = normalize_policy_name(name)
+        if name == "root":
+            return ""
+        if name == "response-wrapping":
+            return RESPONSE_WRAPPING_POLICY
+        raw = await get_json(self.storage, f"acl/{name}")
+        return None if raw is None else str(raw["policy"])
+
+    async def get(self, name: str) -> Policy | None:
+        name = normalize_policy_name(name)
+        if name in self._parsed:
+            return self._parsed[name]
+        text = await self.get_text(name)
+        policy = None if text is None or name == "root" else parse_policy(name, text)
+        self._parsed[name] = policy
+        return policy
+
+    async def put(self, name: str, text: str) -> None:
+        name = normalize_policy_name(name)
+        if not name:
+            raise UserError("policy name must be provided")
+        if name in IMMUTABLE:
+            raise UserError(f"cannot update {name} policy")
+        parse_policy(name, text)  # raises UserError on bad syntax
+        await put_json(self.storage, f"acl/{name}", {"name": name, "policy": text})
+        self.invalidate()
+
+    async def delete(self, name: str) -> None:
+        name = normalize_policy_name(name)
+        if name in ("root", "default") or name in IMMUTABLE:
+            raise UserError(f"cannot delete {name} policy")
+        await self.storage.delete(f"acl/{name}")
+        self.invalidate()
+
+    async def acl(self, names: list[str], entity: dict[str, Any] | None = None) -> ACL:
+        """The compiled ACL for a set of policy names (missing policies count as empty)."""
+        key = tuple(sorted(set(names)))
+        templated = entity is not None
+        if not templated:
+            cached = self._acls.get(key)
+            if cached is not None:
+                return cached
+        policies: list[Policy] = []
+        root = False
+        for name in key:
+            if name == "root":
+                root = True
+                continue
+            policy = await self.get(name)
+            if policy is not None:
+                policies.append(policy)
+        if root:
+            policies.append(parse_policy("root", ""))  # ACL treats a policy named root as root
+        acl = ACL(policies, entity=entity)
+        if not templated:
+            self._acls[key] = acl
+        return acl
