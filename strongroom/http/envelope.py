@@ -103,6 +103,8 @@ def render_response(req: Request, resp: Response | None) -> tuple[int, Headers, 
         if resp is None or not resp.warnings:
             return 404, extra, b'{"errors":[]}'
     if resp is None:
+        if req.operation == Operation.READ:
+            return 404, extra, b'{"errors":[]}'  # Vault: a read of nothing is "not found"
         return 204, extra, b""
     empty = (
         resp.data is None
