@@ -219,6 +219,8 @@ class Core:
         for entry in [*mounts.entries.values(), *auth.entries.values()]:
             try:
                 await self._mount_backend(entry)
+            except UserError as err:
+                log.warning("mount %s (type %s) is unavailable: %s", entry.route_path, entry.type, err)
             except Exception:
                 log.exception("failed to set up mount %s (type %s)", entry.route_path, entry.type)
 
@@ -361,10 +363,6 @@ class Core:
         req.path = rel
         req.unauthenticated = unauth
 
-        if req.operation in (Operation.CREATE, Operation.UPDATE):
-            has_check, exists = await route.backend.existence_check(req)
-            req.operation = Operation.CREATE if has_check and not exists else Operation.UPDATE
-
         if token is not None:
             self._check_cidr(token, req)
             req.token_entry = token
@@ -372,10 +370,15 @@ class Core:
             req.entity_id = token.entity_id
             req.policies = list(token.policies)
             req.client_token_accessor = token.accessor
-            if not unauth:
-                await self._authorize(req, token, full_path, route.is_root_path(rel))
             if entry.type not in _REAL_TOKEN_TYPES:
                 req.client_token = self.tokens.salt_id(entry.accessor + ":" + token.id)
+
+        if req.operation in (Operation.CREATE, Operation.UPDATE):
+            has_check, exists = await route.backend.existence_check(req)
+            req.operation = Operation.CREATE if has_check and not exists else Operation.UPDATE
+
+        if token is not None and not unauth:
+            await self._authorize(req, token, full_path, route.is_root_path(rel))
 
         response = await route.backend.handle_request(req)
         req.path = full_path
