@@ -1,1 +1,1 @@
-
+"""Secrets engines, one package or module per mount type."""

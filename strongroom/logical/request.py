@@ -52,6 +52,8 @@ class SecretInfo:
     internal_data: dict[str, Any] = field(default_factory=dict)
     lease_id: str = ""
     issue_time: float = 0.0
+    # False: show ttl as lease_duration without registering a lease (KV v1 does this)
+    leased: bool = True
 
 
 @dataclass
