@@ -54,8 +54,8 @@ def _banner(cfg: ServerConfig, addresses: list[tuple[str, int]], unseal_key: str
         f"Root Token: {root}\n\n"
         "Development mode should NOT be used in production installations!\n\n"
         "Try it:\n"
-        f"    $ curl -s -H 'X-Vault-Token: {root}' -X POST {addr}/v1/pki/root/generate/internal ...\n"
-        f"    $ strongroom kv put secret/hello foo=world\n"
+        f"    $ curl -s -H 'X-Vault-Token: {root}' -X POST -d '{{\"data\":{{\"foo\":\"world\"}}}}' {addr}/v1/secret/data/hello\n"
+        "    $ strongroom kv get secret/hello\n"
     )
 
 
