@@ -289,7 +289,7 @@ class FieldData:
     def validate(self) -> None:
         """Coerce every sent field now so type errors answer 400 before the handler runs."""
         for name, spec in self.fields.items():
-            if name in self.raw:
+            if self.raw.get(name) is not None:
                 self._coerce(name, spec)
             elif spec.required:
                 raise UserError(f"missing required field {name!r}")
@@ -315,7 +315,7 @@ class FieldData:
         spec = self.fields.get(name)
         if spec is None:
             raise KeyError(f"undeclared field {name!r}")
-        if name in self.raw:
+        if self.raw.get(name) is not None:  # JSON null means "not sent", as in Vault
             return self._coerce(name, spec), True
         return self._default(spec), False
 
@@ -334,7 +334,7 @@ class FieldData:
         return self.get_ok(name)[0]
 
     def sent(self, name: str) -> bool:
-        return name in self.raw
+        return self.raw.get(name) is not None
 
     def unknown(self) -> list[str]:
         return sorted(k for k in self.raw if k not in self.fields)

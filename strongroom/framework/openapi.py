@@ -79,7 +79,7 @@ def backend_paths_document(paths: list[Path], backend_type: str) -> dict[str, An
             }
             if op in (Operation.READ, Operation.LIST):
                 method = "get"
-                query = [
+                query: list[dict[str, Any]] = [
                     {"name": k, "in": "query", "schema": f.schema()}
                     for k, f in body_fields.items()
                     if f.query or op == Operation.LIST
@@ -120,7 +120,9 @@ def backend_paths_document(paths: list[Path], backend_type: str) -> dict[str, An
             elif op == Operation.DELETE:
                 method = "delete"
                 query = [
-                    {"name": k, "in": "query", "schema": f.schema()} for k, f in body_fields.items() if f.query
+                    {"name": k, "in": "query", "schema": f.schema()}
+                    for k, f in body_fields.items()
+                    if f.query
                 ]
                 if query:
                     entry["parameters"] = query
