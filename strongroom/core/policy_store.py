@@ -17,6 +17,7 @@ from strongroom.core.policy import (
     Policy,
     normalize_policy_name,
     parse_policy,
+    root_policy,
 )
 from strongroom.logical.errors import UserError
 from strongroom.logical.storage import Storage, get_json, put_json
@@ -67,8 +68,8 @@ class PolicyStore:
             raise UserError("policy name must be provided")
         if name in IMMUTABLE:
             raise UserError(f"cannot update {name} policy")
-        parse_policy(name, text)  # raises UserError on bad syntax
-        await put_json(self.storage, f"acl/{name}", {"name": name, "policy": text})
+        policy = parse_policy(name, text)  # raises UserError on bad syntax
+        await put_json(self.storage, f"acl/{name}", {"name": name, "policy": policy.raw or text})
         self.invalidate()
 
     async def delete(self, name: str) -> None:
@@ -96,7 +97,7 @@ class PolicyStore:
             if policy is not None:
                 policies.append(policy)
         if root:
-            policies.append(parse_policy("root", ""))  # ACL treats a policy named root as root
+            policies.append(root_policy())
         acl = ACL(policies, entity=entity)
         if not templated:
             self._acls[key] = acl
