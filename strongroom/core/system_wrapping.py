@@ -25,8 +25,6 @@ def paths(core: Core) -> list[Path]:
     async def wrap(req: Request, d: FieldData) -> Response | None:
         if not req.wrap_ttl:
             raise UserError("endpoint requires response wrapping to be used")
-        if not req.data:
-            raise UserError("empty wrap calls are not supported")
         return Response(data=dict(req.data), wrap_required=True)
 
     def token_from(req: Request, d: FieldData) -> str:
