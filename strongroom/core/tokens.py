@@ -5,7 +5,8 @@ the id itself: ``id/<hash>`` holds the entry, ``accessor/<hash>`` maps an
 accessor back to the token, ``parent/<parent hash>/<child hash>`` records the
 tree so revoking a token can find its descendants. Batch tokens are not
 stored: they carry their entry, encrypted and authenticated by the barrier
-key of the token store, in the token string itself.
+key of the token store, in the token string itself. Token roles (the
+``auth/token/roles/<name>`` resource) live beside them under ``roles/<name>``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import string
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -28,10 +31,47 @@ _BASE62 = string.ascii_letters + string.digits
 SERVICE_PREFIX = "hvs."
 BATCH_PREFIX = "hvb."
 ROOT_PATH = "auth/token/root"
+SERVICE = "service"
+BATCH = "batch"
+DEFAULT_SERVICE = "default-service"
+DEFAULT_BATCH = "default-batch"
 
 
 def random_base62(length: int) -> str:
     return "".join(secrets.choice(_BASE62) for _ in range(length))
+
+
+def remove_duplicates(items: Iterable[str], lowercase: bool = True) -> list[str]:
+    """Vault's ``strutil.RemoveDuplicates``: trimmed, (lower-cased,) no blanks, unique, sorted."""
+    out = {(item.strip().lower() if lowercase else item.strip()) for item in items}
+    out.discard("")
+    return sorted(out)
+
+
+def sanitize_policies(policies: Iterable[str], add_default: bool) -> list[str]:
+    """Vault's ``policyutil.SanitizePolicies``: ``root`` absorbs the rest; ``default`` added on request."""
+    cleaned = [p.strip().lower() for p in policies]
+    cleaned = [p for p in cleaned if p]
+    if "root" in cleaned:
+        return ["root"]
+    if add_default and "default" not in cleaned:
+        cleaned.append("default")
+    return remove_duplicates(cleaned)
+
+
+def glob_match(pattern: str, value: str) -> bool:
+    """go-glob matching: ``*`` matches any run of characters, anywhere in the pattern."""
+    if pattern == "*":
+        return True
+    if "*" not in pattern:
+        return pattern == value
+    regex = ".*".join(re.escape(part) for part in pattern.split("*"))
+    return re.fullmatch(regex, value, flags=re.DOTALL) is not None
+
+
+def list_contains_glob(patterns: Iterable[str], value: str) -> bool:
+    """Vault's ``strutil.StrListContainsGlob``."""
+    return any(glob_match(p, value) for p in patterns)
 
 
 @dataclass
@@ -72,7 +112,7 @@ class TokenEntry:
     def remaining_ttl(self, now: float | None = None) -> int:
         if not self.expire_time:
             return 0
-        return max(0, int(round(self.expire_time - (now if now is not None else time.time()))))
+        return max(0, round(self.expire_time - (now if now is not None else time.time())))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,6 +121,68 @@ class TokenEntry:
     def from_json(cls, raw: dict[str, Any]) -> TokenEntry:
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+_ENTRY_DEFAULTS: dict[str, Any] = TokenEntry(id="").to_json()
+
+TOKEN_TYPES_FOR_ROLES = (SERVICE, BATCH, DEFAULT_SERVICE, DEFAULT_BATCH)
+
+
+@dataclass
+class TokenRole:
+    """A token role: what ``auth/token/create/<role>`` may and must do.
+
+    ``period``, ``explicit_max_ttl`` and ``bound_cidrs`` are the legacy names,
+    kept so a read returns what was written; the ``token_*`` values rule.
+    """
+
+    name: str
+    allowed_policies: list[str] = field(default_factory=list)
+    disallowed_policies: list[str] = field(default_factory=list)
+    allowed_policies_glob: list[str] = field(default_factory=list)
+    disallowed_policies_glob: list[str] = field(default_factory=list)
+    orphan: bool = False
+    renewable: bool = True
+    path_suffix: str = ""
+    allowed_entity_aliases: list[str] | None = None
+    period: int = 0
+    explicit_max_ttl: int = 0
+    bound_cidrs: list[str] = field(default_factory=list)
+    token_period: int = 0
+    token_explicit_max_ttl: int = 0
+    token_bound_cidrs: list[str] = field(default_factory=list)
+    token_num_uses: int = 0
+    token_no_default_policy: bool = False
+    token_type: str = DEFAULT_SERVICE
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> TokenRole:
+        known = {f.name for f in fields(cls)}
+        role = cls(**{k: v for k, v in raw.items() if k in known})
+        # legacy fields upgrade, as Vault does on every read
+        if role.period > 0 and role.token_period == 0:
+            role.token_period = role.period
+        if role.explicit_max_ttl > 0 and role.token_explicit_max_ttl == 0:
+            role.token_explicit_max_ttl = role.explicit_max_ttl
+        if role.bound_cidrs and not role.token_bound_cidrs:
+            role.token_bound_cidrs = list(role.bound_cidrs)
+        if role.token_type not in TOKEN_TYPES_FOR_ROLES:
+            role.token_type = DEFAULT_SERVICE
+        return role
+
+
+@dataclass
+class TidyReport:
+    """What :meth:`TokenStore.tidy` found; the caller revokes what it lists."""
+
+    parent_indexes_deleted: int = 0
+    children_orphaned: int = 0
+    accessors_deleted: int = 0
+    dangling_token_ids: list[str] = field(default_factory=list)
+    expired: list[TokenEntry] = field(default_factory=list)
 
 
 class TokenStore:
@@ -114,8 +216,8 @@ class TokenStore:
 
     # -- create -------------------------------------------------------------------------------
 
-    def new_id(self, token_type: str = "service") -> str:
-        return (BATCH_PREFIX if token_type == "batch" else SERVICE_PREFIX) + random_base62(24)
+    def new_id(self, kind: str = SERVICE) -> str:
+        return (BATCH_PREFIX if kind == BATCH else SERVICE_PREFIX) + random_base62(24)
 
     async def create(self, entry: TokenEntry) -> TokenEntry:
         """Persist a new service token (the caller set policies, TTLs and the parent)."""
@@ -143,16 +245,24 @@ class TokenStore:
         return await self.storage.get(f"id/{self.salt_id(token_id)}") is not None
 
     async def update(self, entry: TokenEntry) -> None:
+        """Persist changes to an existing entry; a revoked (deleted) token stays deleted."""
         if entry.type == "batch":
             return
-        await put_json(self.storage, f"id/{self.salt_id(entry.id)}", entry.to_json())
+        key = f"id/{self.salt_id(entry.id)}"
+        if await self.storage.get(key) is None:
+            self._cache.pop(entry.id, None)
+            return
+        await put_json(self.storage, key, entry.to_json())
         self._cache[entry.id] = entry
 
     # -- batch tokens -----------------------------------------------------------------------
 
     def _seal_batch(self, entry: TokenEntry) -> str:
         assert self._batch_key is not None
-        payload = json.dumps(entry.to_json(), separators=(",", ":")).encode()
+        # only what differs from the defaults: batch tokens travel in headers, keep them short
+        defaults = _ENTRY_DEFAULTS
+        compact = {k: v for k, v in entry.to_json().items() if k != "id" and v != defaults.get(k)}
+        payload = json.dumps(compact, separators=(",", ":")).encode()
         nonce = secrets.token_bytes(12)
         blob = nonce + AESGCM(self._batch_key).encrypt(nonce, payload, b"batch-token")
         return BATCH_PREFIX + base64.urlsafe_b64encode(blob).decode().rstrip("=")
@@ -165,7 +275,7 @@ class TokenStore:
         try:
             blob = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
             payload = AESGCM(self._batch_key).decrypt(blob[:12], blob[12:], b"batch-token")
-            entry = TokenEntry.from_json(json.loads(payload))
+            entry = TokenEntry.from_json({"id": "", **json.loads(payload)})
         except Exception:
             return None
         entry.id = token
@@ -270,3 +380,62 @@ class TokenStore:
                 if child is not None:
                     stack.append((child, False))
         return out
+
+    # -- roles ----------------------------------------------------------------------------
+
+    async def get_role(self, name: str) -> TokenRole | None:
+        raw = await get_json(self.storage, f"roles/{name}")
+        return None if raw is None else TokenRole.from_json(raw)
+
+    async def put_role(self, role: TokenRole) -> None:
+        await put_json(self.storage, f"roles/{role.name}", role.to_json())
+
+    async def delete_role(self, name: str) -> None:
+        await self.storage.delete(f"roles/{name}")
+
+    async def list_roles(self) -> list[str]:
+        return [n for n in await self.storage.list("roles/") if not n.endswith("/")]
+
+    # -- tidy -----------------------------------------------------------------------------
+
+    async def tidy(self) -> TidyReport:
+        """Drop dangling parent and accessor index entries; report dangling and expired tokens.
+
+        A child whose parent record is gone becomes an orphan. Accessors whose token
+        is gone are deleted and their token ids reported (their leases may remain).
+        Expired tokens are reported for the caller to revoke.
+        """
+        report = TidyReport()
+        for parent in await self.storage.list("parent/"):
+            salted_parent = parent.rstrip("/")
+            parent_exists = await self.storage.get(f"id/{salted_parent}") is not None
+            for child_name in await self.storage.list(f"parent/{parent}"):
+                index = f"parent/{parent}{child_name}"
+                child = await self.entry_by_salted(child_name.rstrip("/"))
+                if child is not None and parent_exists:
+                    continue
+                if child is not None:
+                    child.parent = ""
+                    child.orphan = True
+                    self._cache.pop(child.id, None)
+                    await put_json(self.storage, f"id/{child_name}", child.to_json())
+                    report.children_orphaned += 1
+                await self.storage.delete(index)
+                report.parent_indexes_deleted += 1
+        for salted in await self.storage.list("accessor/"):
+            if salted.endswith("/"):
+                continue
+            raw = await get_json(self.storage, f"accessor/{salted}")
+            token_id = raw.get("token", "") if isinstance(raw, dict) else ""
+            if token_id and await self.lookup_raw(token_id) is not None:
+                continue
+            if token_id:
+                report.dangling_token_ids.append(token_id)
+            await self.storage.delete(f"accessor/{salted}")
+            report.accessors_deleted += 1
+        now = time.time()
+        for salted in await self.storage.list("id/"):
+            entry = await self.entry_by_salted(salted)
+            if entry is not None and entry.expired(now):
+                report.expired.append(entry)
+        return report
