@@ -83,8 +83,8 @@ def _mount_config(raw: dict[str, Any], core: Core, *, auth: bool) -> MountConfig
         if key in raw:
             try:
                 setattr(config, key, _ttl(raw[key]))
-            except ValueError as err:
-                raise UserError(f"unable to parse {label} TTL of {raw[key]}: {err}") from None
+            except ValueError:
+                raise UserError(f"unable to parse {label} TTL: expected seconds or a duration such as 768h") from None
     if config.max_lease_ttl and config.default_lease_ttl > config.max_lease_ttl:
         raise UserError("given default lease TTL greater than given max lease TTL")
     if config.default_lease_ttl > core.max_lease_ttl and not config.max_lease_ttl:
@@ -126,8 +126,8 @@ def _lockout_config(raw: dict[str, Any], current: dict[str, Any]) -> dict[str, A
         ):
             if _text(raw.get(key, ""), key):
                 out[stored] = parse_duration(_text(raw[key], key))
-    except ValueError as err:
-        raise UserError(f"unable to parse user lockout config: {err}") from None
+    except ValueError:
+        raise UserError("unable to parse user lockout config: expected integers and durations") from None
     if "lockout_disable" in raw:
         try:
             out["user_lockout_disable"] = FieldType.BOOL.coerce(raw["lockout_disable"])
