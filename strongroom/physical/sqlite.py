@@ -1,0 +1,576 @@
+"""SQLite physical storage: the embedded, durable default for a single node.
+
+Durability: ``journal_mode=WAL`` with ``synchronous=FULL``. A write is
+acknowledged only after the commit that holds it has been fsynced, so it
+survives ``kill -9`` of the process and a power loss.
+
+Threading model (why it looks like this: fsync takes milliseconds and must not
+stall the event loop, while a point read takes microseconds):
+
+* One **writer thread** per store owns the only write connection. ``put`` and
+  ``delete`` enqueue an operation and await a future. The writer takes every
+  pending operation, applies them in one ``BEGIN IMMEDIATE … COMMIT`` (one fsync
+  for the whole batch: group commit) and then resolves each caller's future. If a
+  batch fails, its operations are retried one by one so that one bad write does
+  not fail the others.
+* ``transaction()`` runs on the same writer thread as one ``BEGIN IMMEDIATE …
+  COMMIT``: the transaction's statements, reads included, are shipped to the
+  writer and executed on the write connection, so they see the transaction's own
+  uncommitted writes. Transactions are therefore serialised with each other and
+  with plain writes. Inside a transaction body, write through the transaction
+  object: a plain ``put`` on the store from the body (or from a task started in
+  it) would wait for the transaction to finish, so it is refused with
+  ``RuntimeError``; a nested ``store.transaction()`` there joins the open one.
+* A caller cancelled while its write is queued does not withdraw the write: it
+  may still be committed.
+* **Reads** run inline on the calling thread through a read-only connection
+  owned by that thread (``threading.local``). WAL readers never wait for the
+  writer. The connections are opened with ``check_same_thread=False`` only so
+  that ``close()`` can close them from whichever thread calls it; each one is
+  otherwise used by exactly one thread.
+* Several OS processes may open the same file (a multi-process server):
+  ``busy_timeout`` and ``BEGIN IMMEDIATE`` make their writers take turns.
+
+Layout: one table ``kv(key TEXT PRIMARY KEY, value BLOB)``. Listing uses a range
+scan on the key index and skips over each sub-folder it meets (after the first
+key of ``a/x/…`` it jumps to keys ``>= a/x0``), so listing a folder costs one
+index probe per child folder, however many keys lie below them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextvars
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from strongroom.logical.storage import StorageError, check_key, check_prefix
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_MAX_BATCH = 1024
+_MAX_BATCH_BYTES = 32 * 1024 * 1024
+_DEFAULT_BUSY_TIMEOUT_MS = 10_000
+_DB_FILE_IN_DIR = "strongroom.db"
+
+_SCHEMA = "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL)"
+_GET = "SELECT value FROM kv WHERE key = ?"
+_PUT = "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+_DELETE = "DELETE FROM kv WHERE key = ?"
+_SCAN_BOUNDED = "SELECT key FROM kv WHERE key >= ? AND key < ? ORDER BY key"
+_SCAN_OPEN = "SELECT key FROM kv WHERE key >= ? ORDER BY key"
+
+_BUSY_CODES = {getattr(sqlite3, "SQLITE_BUSY", 5), getattr(sqlite3, "SQLITE_LOCKED", 6)}
+
+# (store, transaction) pairs open in the current task: lets a nested
+# ``store.transaction()`` join the outer one and refuses plain writes that
+# would deadlock behind it.
+_ACTIVE: contextvars.ContextVar[tuple[tuple[object, object], ...]] = contextvars.ContextVar(
+    "strongroom_sqlite_active_txn", default=()
+)
+
+
+def _storage_error(action: str, exc: BaseException) -> BaseException:
+    """Map a sqlite3 error to StorageError without echoing keys or values."""
+    if isinstance(exc, sqlite3.Error):
+        name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+        return StorageError(f"sqlite {action} failed ({name})")
+    return exc
+
+
+def _is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES
+
+
+def _settle(
+    loop: asyncio.AbstractEventLoop,
+    fut: asyncio.Future[Any],
+    result: Any = None,
+    exc: BaseException | None = None,
+) -> None:
+    """Resolve ``fut`` from another thread; a caller that gave up is ignored."""
+
+    def apply() -> None:
+        if fut.done():
+            return
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+
+    try:
+        loop.call_soon_threadsafe(apply)
+    except RuntimeError:  # the loop is closed: nobody is waiting any more
+        pass
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.warning("sqlite rollback failed", exc_info=True)
+
+
+def _get(conn: sqlite3.Connection, key: str) -> bytes | None:
+    row = conn.execute(_GET, (key,)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def _put(conn: sqlite3.Connection, key: str, value: bytes) -> None:
+    conn.execute(_PUT, (key, value))
+
+
+def _delete(conn: sqlite3.Connection, key: str) -> None:
+    conn.execute(_DELETE, (key,))
+
+
+def _list(conn: sqlite3.Connection, prefix: str, after: str = "", limit: int = 0) -> list[str]:
+    """Direct children of ``prefix`` greater than ``after``: an index skip-scan.
+
+    Keys under ``prefix`` (which is ``""`` or ends in ``/``) all sort below
+    ``prefix[:-1] + "0"`` because ``"0"`` is the character after ``"/"``; the
+    same trick skips a whole sub-folder once its first key has been seen. The
+    names come out already sorted and unique.
+    """
+    out: list[str] = []
+    plen = len(prefix)
+    upper = prefix[:-1] + "0" if prefix else None
+    lower = prefix + after
+    while True:
+        cur = conn.execute(_SCAN_BOUNDED, (lower, upper)) if upper else conn.execute(_SCAN_OPEN, (lower,))
+        restart: str | None = None
+        try:
+            for (key,) in cur:
+                rest = key[plen:]
+                slash = rest.find("/")
+                if slash < 0:
+                    if rest and rest > after:
+                        out.append(rest)
+                        if 0 < limit <= len(out):
+                            return out
+                    continue
+                name = rest[: slash + 1]
+                if name > after:
+                    out.append(name)
+                    if 0 < limit <= len(out):
+                        return out
+                restart = prefix + rest[:slash] + "0"
+                break
+        finally:
+            cur.close()  # never leave a read statement (and its WAL snapshot) open
+        if restart is None:
+            return out
+        lower = restart
+
+
+class _Write:
+    """One queued put (``value`` is bytes) or delete (``value`` is None)."""
+
+    __slots__ = ("fut", "key", "loop", "value")
+
+    def __init__(
+        self, key: str, value: bytes | None, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]
+    ) -> None:
+        self.key = key
+        self.value = value
+        self.loop = loop
+        self.fut = fut
+
+
+_COMMIT = "commit"
+_ROLLBACK = "rollback"
+_TxnOp = Callable[[sqlite3.Connection], Any] | str
+
+
+class _TxnChannel:
+    """The pipe between a transaction body (on a loop) and the writer thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.started: asyncio.Future[None] = loop.create_future()
+        self.ops: queue.SimpleQueue[tuple[_TxnOp, asyncio.Future[Any] | None]] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.finished = False
+
+    def submit(self, op: _TxnOp) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        with self.lock:
+            if self.finished:
+                raise StorageError("the transaction is already finished")
+            self.ops.put((op, fut))
+        return fut
+
+    def abort(self) -> None:
+        """Ask the writer to roll back (used by close())."""
+        with self.lock:
+            if not self.finished:
+                self.ops.put((_ROLLBACK, None))
+
+    def finish(self) -> None:
+        """Called by the writer when it leaves the transaction; fails stragglers."""
+        with self.lock:
+            self.finished = True
+        while True:
+            try:
+                _op, fut = self.ops.get_nowait()
+            except queue.Empty:
+                return
+            if fut is not None:
+                _settle(self.loop, fut, exc=StorageError("the transaction is already finished"))
+
+
+_STOP = object()
+
+
+class SqlitePhysical:
+    """Durable single-node storage in one SQLite file (see the module docstring)."""
+
+    name = "sqlite"
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        raw = options.get("path")
+        if not raw or not isinstance(raw, str | os.PathLike):
+            raise ValueError('sqlite storage needs a "path"')
+        if str(raw) == ":memory:" or str(raw).startswith("file:"):
+            raise ValueError('sqlite storage "path" must be a file path (use inmem for memory)')
+        path = Path(raw)
+        if path.is_dir():  # a Vault raft/file "path" names a directory
+            path = path / _DB_FILE_IN_DIR
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():  # secrets live here: not world-readable (WAL/SHM inherit the mode)
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self.path = path
+        self.busy_timeout_ms = int(options.get("busy_timeout_ms", _DEFAULT_BUSY_TIMEOUT_MS))
+
+        self._lock = threading.Lock()
+        self._closed = False
+        self._local = threading.local()
+        self._readers: builtins.list[sqlite3.Connection] = []
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._active_txn: _TxnChannel | None = None
+
+        try:
+            self._wconn = self._connect()
+            self._wconn.execute("PRAGMA journal_mode=WAL")
+            self._wconn.execute(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise _storage_error("open", exc) from None
+        self._writer = threading.Thread(
+            target=self._writer_main, name=f"sqlite-writer:{path.name}", daemon=True
+        )
+        self._writer.start()
+
+    # -- connections ---------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms:d}")
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            with self._lock:
+                if self._closed:
+                    raise StorageError("sqlite storage is closed")
+                try:
+                    conn = self._connect()
+                    conn.execute("PRAGMA query_only=1")
+                except sqlite3.Error as exc:
+                    raise _storage_error("open", exc) from None
+                self._readers.append(conn)
+            self._local.conn = conn
+        elif self._closed:
+            raise StorageError("sqlite storage is closed")
+        return conn
+
+    # -- reads (inline) ------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        check_key(key)
+        try:
+            return _get(self._reader(), key)
+        except sqlite3.Error as exc:
+            raise _storage_error("read", exc) from None
+
+    async def list(self, prefix: str) -> builtins.list[str]:
+        check_prefix(prefix)
+        try:
+            return _list(self._reader(), prefix)
+        except sqlite3.Error as exc:
+            raise _storage_error("list", exc) from None
+
+    async def list_page(self, prefix: str, after: str = "", limit: int = 0) -> builtins.list[str]:
+        check_prefix(prefix)
+        try:
+            return _list(self._reader(), prefix, after, limit)
+        except sqlite3.Error as exc:
+            raise _storage_error("list", exc) from None
+
+    # -- writes (writer thread, group commit) ----------------------------------
+
+    async def put(self, key: str, value: bytes) -> None:
+        check_key(key)
+        await self._write(key, bytes(value))
+
+    async def delete(self, key: str) -> None:
+        check_key(key)
+        await self._write(key, None)
+
+    def _open_transaction(self) -> SqliteTransaction | None:
+        """The transaction of this store that the current task is inside, if any."""
+        for store, txn in _ACTIVE.get():
+            if store is self and isinstance(txn, SqliteTransaction) and not txn._channel.finished:
+                return txn
+        return None
+
+    def _refuse_inside_own_transaction(self) -> None:
+        if self._open_transaction() is not None:
+            raise RuntimeError(
+                "write through the transaction object inside a transaction (this would deadlock)"
+            )
+
+    async def _write(self, key: str, value: bytes | None) -> None:
+        self._refuse_inside_own_transaction()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._enqueue(_Write(key, value, loop, fut))
+        await fut
+
+    def _enqueue(self, item: object) -> None:
+        with self._lock:
+            if self._closed:
+                raise StorageError("sqlite storage is closed")
+            self._queue.put(item)
+
+    # -- transactions --------------------------------------------------------
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqliteTransaction]:
+        outer = self._open_transaction()
+        if outer is not None:
+            yield outer  # a nested transaction joins the outer one
+            return
+        channel = _TxnChannel(asyncio.get_running_loop())
+        self._enqueue(channel)
+        try:
+            await channel.started
+        except BaseException:
+            channel.abort()  # cancelled while waiting: do not leave the writer waiting for us
+            raise
+        txn = SqliteTransaction(self, channel)
+        token = _ACTIVE.set((*_ACTIVE.get(), (self, txn)))
+        try:
+            try:
+                yield txn
+            except BaseException:
+                try:
+                    await txn._finish(_ROLLBACK)
+                except StorageError:  # already finished (closed): the original error matters more
+                    pass
+                raise
+            await txn._finish(_COMMIT)
+        finally:
+            try:
+                _ACTIVE.reset(token)
+            except ValueError:  # exited from another context; nothing to undo there
+                pass
+
+    # -- writer thread -------------------------------------------------------
+
+    def _writer_main(self) -> None:
+        conn = self._wconn
+        carry: object | None = None
+        try:
+            while True:
+                item = carry if carry is not None else self._queue.get()
+                carry = None
+                if item is _STOP:
+                    return
+                if isinstance(item, _TxnChannel):
+                    self._run_transaction(conn, item)
+                    continue
+                assert isinstance(item, _Write)
+                batch = [item]
+                size = len(item.value or b"")
+                while len(batch) < _MAX_BATCH and size < _MAX_BATCH_BYTES:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if not isinstance(nxt, _Write):
+                        carry = nxt
+                        break
+                    batch.append(nxt)
+                    size += len(nxt.value or b"")
+                self._apply(conn, batch)
+        except BaseException:  # pragma: no cover - a bug; fail loudly but do not hang callers
+            log.exception("sqlite writer thread crashed")
+        finally:
+            with self._lock:
+                self._closed = True
+            self._fail_pending()
+            try:
+                conn.close()
+            except sqlite3.Error:
+                log.warning("sqlite close failed", exc_info=True)
+
+    def _fail_pending(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _Write):
+                _settle(item.loop, item.fut, exc=StorageError("sqlite storage is closed"))
+            elif isinstance(item, _TxnChannel):
+                _settle(item.loop, item.started, exc=StorageError("sqlite storage is closed"))
+                item.finish()
+
+    def _apply(self, conn: sqlite3.Connection, batch: builtins.list[_Write]) -> None:
+        """Apply ``batch`` in one transaction (one fsync); isolate failures."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for w in batch:
+                if w.value is None:
+                    _delete(conn, w.key)
+                else:
+                    _put(conn, w.key, w.value)
+            conn.execute("COMMIT")
+        except Exception as exc:
+            _rollback(conn)
+            if len(batch) > 1 and not _is_busy(exc):
+                for w in batch:
+                    self._apply(conn, [w])
+            else:
+                err = _storage_error("write", exc)
+                for w in batch:
+                    _settle(w.loop, w.fut, exc=err)
+            return
+        for w in batch:
+            _settle(w.loop, w.fut)
+
+    def _run_transaction(self, conn: sqlite3.Connection, channel: _TxnChannel) -> None:
+        """Serve one transaction body until it commits or rolls back."""
+        self._active_txn = channel
+        try:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                _settle(channel.loop, channel.started, exc=_storage_error("begin", exc))
+                return
+            _settle(channel.loop, channel.started)
+            failed = False
+            while True:
+                op, fut = channel.ops.get()
+                if op == _ROLLBACK:
+                    _rollback(conn)
+                    if fut is not None:
+                        _settle(channel.loop, fut)
+                    return
+                if op == _COMMIT:
+                    assert fut is not None
+                    if failed:
+                        _rollback(conn)
+                        err = StorageError("transaction rolled back after a failed operation")
+                        _settle(channel.loop, fut, exc=err)
+                        return
+                    try:
+                        conn.execute("COMMIT")
+                    except sqlite3.Error as exc:
+                        _rollback(conn)
+                        _settle(channel.loop, fut, exc=_storage_error("commit", exc))
+                        return
+                    _settle(channel.loop, fut)
+                    return
+                assert callable(op) and fut is not None
+                try:
+                    result = op(conn)
+                except sqlite3.Error as exc:
+                    failed = True  # SQLite may have undone part of it: never commit the rest
+                    _settle(channel.loop, fut, exc=_storage_error("transaction", exc))
+                except Exception as exc:
+                    _settle(channel.loop, fut, exc=exc)
+                else:
+                    _settle(channel.loop, fut, result)
+        finally:
+            self._active_txn = None
+            channel.finish()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Finish queued writes, stop the writer, close every connection."""
+        with self._lock:
+            if self._closed:
+                already = True
+            else:
+                already = False
+                self._closed = True
+                self._queue.put(_STOP)
+        if not already:
+            channel = self._active_txn
+            if channel is not None:
+                channel.abort()
+        if self._writer.is_alive() and threading.current_thread() is not self._writer:
+            await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        with self._lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                log.warning("sqlite close failed", exc_info=True)
+
+
+class SqliteTransaction:
+    """A Storage whose every statement runs on the store's writer thread."""
+
+    def __init__(self, store: SqlitePhysical, channel: _TxnChannel) -> None:
+        self._store = store
+        self._channel = channel
+
+    async def _call(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        result: T = await self._channel.submit(op)
+        return result
+
+    async def _finish(self, how: str) -> None:
+        await self._channel.submit(how)
+
+    async def get(self, key: str) -> bytes | None:
+        check_key(key)
+        return await self._call(lambda conn: _get(conn, key))
+
+    async def put(self, key: str, value: bytes) -> None:
+        check_key(key)
+        data = bytes(value)
+        await self._call(lambda conn: _put(conn, key, data))
+
+    async def delete(self, key: str) -> None:
+        check_key(key)
+        await self._call(lambda conn: _delete(conn, key))
+
+    async def list(self, prefix: str) -> builtins.list[str]:
+        check_prefix(prefix)
+        return await self._call(lambda conn: _list(conn, prefix))
+
+    async def list_page(self, prefix: str, after: str = "", limit: int = 0) -> builtins.list[str]:
+        check_prefix(prefix)
+        return await self._call(lambda conn: _list(conn, prefix, after, limit))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqliteTransaction]:
+        yield self  # nested transactions join the outer one
