@@ -34,6 +34,8 @@ _SECRET_ENGINES = {
 }
 _AUTH_METHODS = {
     "token": "strongroom.core.token_backend",
+    "approle": "strongroom.auth.approle",
+    "github": "strongroom.auth.github",
 }
 
 

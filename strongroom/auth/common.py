@@ -1,0 +1,450 @@
+"""What every auth method shares: the token settings of a role, source-address checks, lockout.
+
+Vault gives each role of each auth method (approle roles, userpass users, the github
+config, jwt roles...) the same ``token_*`` fields (``sdk/helper/tokenutil``). They live
+here once: :data:`TOKEN_FIELDS` declares them, :class:`TokenParams` parses a partial
+update, stores itself as JSON, shows itself the way Vault reads it back (durations as
+integer seconds) and fills the :class:`~strongroom.logical.request.Auth` a login returns.
+
+Legacy names (``policies``, ``period``, ``bound_cidrs``, ``ttl``, ``max_ttl``) are
+honoured when a path declares them, with tokenutil's ``UpgradeValue`` rules: the old
+value is remembered only while clients keep sending the old name, so a read shows it
+back exactly when Vault would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from strongroom.durations import parse_duration
+from strongroom.framework.fields import Field, FieldData, FieldType
+from strongroom.logical.errors import UserError
+from strongroom.logical.request import Auth
+
+__all__ = [
+    "LEGACY_TOKEN_FIELDS",
+    "TOKEN_FIELDS",
+    "TOKEN_TYPES",
+    "LockoutPolicy",
+    "LoginLockout",
+    "TokenParams",
+    "check_cidrs",
+    "cidrs_subset",
+    "parse_cidrs",
+    "parse_policies",
+    "token_fields",
+    "validate_cidr_blocks",
+]
+
+# What a role may ask for; "default" (the zero value) lets the mount decide.
+TOKEN_TYPES = ("default", "service", "batch", "default-service", "default-batch")
+
+TOKEN_FIELDS: dict[str, Field] = {
+    "token_ttl": Field(FieldType.DURATION, "The initial ttl of the token to generate"),
+    "token_max_ttl": Field(FieldType.DURATION, "The maximum lifetime of the generated token"),
+    "token_policies": Field(FieldType.COMMA_LIST, "Comma-separated list of policies"),
+    "token_bound_cidrs": Field(
+        FieldType.COMMA_LIST,
+        "Comma separated string or JSON list of CIDR blocks. If set, specifies the blocks of "
+        "IP addresses which are allowed to use the generated token.",
+    ),
+    "token_explicit_max_ttl": Field(
+        FieldType.DURATION,
+        "If set, tokens created via this role carry an explicit maximum TTL. During renewal, the "
+        "current maximum TTL values of the role and the mount are not checked for changes.",
+    ),
+    "token_no_default_policy": Field(
+        FieldType.BOOL, "If true, the 'default' policy will not automatically be added to generated tokens"
+    ),
+    "token_num_uses": Field(
+        FieldType.INT, "The maximum number of times a token may be used, a value of zero means unlimited"
+    ),
+    "token_period": Field(
+        FieldType.DURATION,
+        "If set, tokens created via this role will have no max lifetime; instead, their renewal "
+        "period will be fixed to this value.",
+    ),
+    "token_type": Field(
+        FieldType.STRING, "The type of token to generate, service or batch", default="default-service"
+    ),
+}
+
+
+def _deprecated(new: str) -> str:
+    return f'Use "{new}" instead. If this and "{new}" are both specified, only "{new}" will be used.'
+
+
+# legacy name -> the token_* field it stands for
+_ALIASES: dict[str, str] = {
+    "policies": "token_policies",
+    "period": "token_period",
+    "bound_cidrs": "token_bound_cidrs",
+    "ttl": "token_ttl",
+    "max_ttl": "token_max_ttl",
+}
+
+LEGACY_TOKEN_FIELDS: dict[str, Field] = {
+    old: Field(TOKEN_FIELDS[new].type, _deprecated(new), deprecated=True) for old, new in _ALIASES.items()
+}
+
+
+def token_fields(*legacy: str) -> dict[str, Field]:
+    """The token_* fields plus the legacy aliases this method still accepts (Vault differs per method)."""
+    out = dict(TOKEN_FIELDS)
+    for name in legacy:
+        out[name] = LEGACY_TOKEN_FIELDS[name]
+    return out
+
+
+# -- small parsers shared by auth methods ----------------------------------------------------
+
+
+def parse_policies(values: Iterable[str]) -> list[str]:
+    """Vault's ``policyutil.ParsePolicies`` (without the default): trimmed, lower-cased, deduplicated."""
+    out: list[str] = []
+    for value in values:
+        name = value.strip().lower()
+        if name and name not in out:
+            out.append(name)
+    return out
+
+
+def parse_cidrs(values: Iterable[str], field_name: str) -> list[str]:
+    """Addresses or CIDR blocks (``parseutil.ParseAddrs``), rendered the way go-sockaddr prints them."""
+    out: list[str] = []
+    for value in values:
+        text = value.strip()
+        if not text:
+            continue
+        try:
+            iface = ipaddress.ip_interface(text)
+        except ValueError:
+            raise UserError(
+                f"invalid {field_name}: {text[:64]!r} is not an IP address or CIDR block"
+            ) from None
+        full = iface.network.prefixlen == iface.network.max_prefixlen
+        out.append(str(iface.ip) if full else str(iface))
+    return out
+
+
+def validate_cidr_blocks(values: Iterable[str]) -> bool:
+    """Vault's ``cidrutil.ValidateCIDRListSlice``, lenient about a bare address (a /32 or /128)."""
+    for value in values:
+        try:
+            ipaddress.ip_network(value.strip(), strict=False)
+        except ValueError:
+            return False
+    return True
+
+
+def _networks(cidrs: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    nets = []
+    for cidr in cidrs:
+        try:
+            nets.append(ipaddress.ip_network(cidr.strip(), strict=False))
+        except ValueError:
+            continue  # an unparsable block never matches
+    return nets
+
+
+def check_cidrs(remote_addr: str, cidrs: Iterable[str]) -> bool:
+    """Whether ``remote_addr`` may log in from where it is: True with no blocks, else inside one.
+
+    An unknown or unparsable address is refused when blocks are set; an IPv4-mapped IPv6
+    address is matched as the IPv4 address it carries.
+    """
+    blocks = [c for c in cidrs if c.strip()]
+    if not blocks:
+        return True
+    nets = _networks(blocks)
+    try:
+        addr = ipaddress.ip_address(remote_addr.strip().strip("[]"))
+    except ValueError:
+        return False
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [addr]
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        candidates.append(addr.ipv4_mapped)
+    return any(a.version == n.version and a in n for a in candidates for n in nets)
+
+
+def cidrs_subset(inner: Iterable[str], outer: Iterable[str]) -> bool:
+    """Vault's ``cidrutil.SubsetBlocks``: every inner block lies inside some outer block (none outer: yes)."""
+    outer_nets = _networks(outer)
+    if not outer_nets:
+        return True
+    for block in inner:
+        try:
+            net = ipaddress.ip_network(block.strip(), strict=False)
+        except ValueError:
+            return False
+        if not any(net.version == o.version and net.subnet_of(o) for o in outer_nets):  # type: ignore[arg-type]
+            return False
+    return True
+
+
+# -- token parameters ----------------------------------------------------------------------
+
+
+@dataclass
+class TokenParams:
+    """The token settings of one role (or config); durations in whole seconds."""
+
+    ttl: int = 0
+    max_ttl: int = 0
+    policies: list[str] = field(default_factory=list)
+    bound_cidrs: list[str] = field(default_factory=list)
+    explicit_max_ttl: int = 0
+    no_default_policy: bool = False
+    num_uses: int = 0
+    period: int = 0
+    token_type: str = "default"  # noqa: S105
+    # values last written under a legacy name (shown back under that name, as Vault does)
+    legacy: dict[str, Any] = field(default_factory=dict)
+
+    # -- parsing -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_fields(cls, d: FieldData, existing: TokenParams | None = None) -> TokenParams:
+        """Apply the sent token fields (and declared legacy aliases) over ``existing``.
+
+        Only fields the client sent change; raises :class:`UserError` with Vault's texts.
+        """
+        p = existing.copy() if existing is not None else cls()
+        if d.sent("token_bound_cidrs"):
+            p.bound_cidrs = parse_cidrs(d.get("token_bound_cidrs"), "token_bound_cidrs")
+        if d.sent("token_explicit_max_ttl"):
+            p.explicit_max_ttl = int(d.get("token_explicit_max_ttl"))
+        if d.sent("token_max_ttl"):
+            p.max_ttl = int(d.get("token_max_ttl"))
+        if d.sent("token_no_default_policy"):
+            p.no_default_policy = bool(d.get("token_no_default_policy"))
+        if d.sent("token_period"):
+            p.period = int(d.get("token_period"))
+        if d.sent("token_policies"):
+            p.policies = parse_policies(d.get("token_policies"))
+        if d.sent("token_type"):
+            text = str(d.get("token_type")).strip()
+            if text not in ("", *TOKEN_TYPES):
+                raise UserError(f"invalid 'token_type' value {text!r}")
+            p.token_type = text or "default"
+        if d.sent("token_num_uses"):
+            p.num_uses = int(d.get("token_num_uses"))
+        if p.num_uses < 0:
+            raise UserError("'token_num_uses' cannot be negative")
+        if p.token_type in ("batch", "default-batch"):
+            if p.period:
+                raise UserError(
+                    "'token_type' cannot be 'batch' or 'default_batch' when set to generate periodic tokens"
+                )
+            if p.num_uses:
+                raise UserError(
+                    "'token_type' cannot be 'batch' or 'default_batch' when set to generate tokens "
+                    "with limited use count"
+                )
+        if d.sent("token_ttl"):
+            p.ttl = int(d.get("token_ttl"))
+        p._upgrade_legacy(d)
+        if p.ttl > 0 and p.max_ttl > 0 and p.ttl > p.max_ttl:
+            raise UserError("'token_ttl' cannot be greater than 'token_max_ttl'")
+        return p
+
+    def _upgrade_legacy(self, d: FieldData) -> None:
+        """tokenutil.UpgradeValue for every legacy alias the path declares."""
+        for old, new in _ALIASES.items():
+            if old not in d.fields:
+                continue
+            attr = new.removeprefix("token_")
+            if not d.sent(new):
+                if d.sent(old):
+                    value = d.get(old)
+                    if new == "token_policies":
+                        value = parse_policies(value)
+                    elif new == "token_bound_cidrs":
+                        value = parse_cidrs(value, old)
+                    else:
+                        value = int(value)
+                    setattr(self, attr, value)
+                    self.legacy[old] = value
+            elif d.sent(old):
+                self.legacy[old] = getattr(self, attr)
+            else:
+                self.legacy.pop(old, None)
+
+    def copy(self) -> TokenParams:
+        return TokenParams.from_json(self.to_json())
+
+    # -- views ---------------------------------------------------------------------------------
+
+    def to_api(self, *, legacy: bool = True) -> dict[str, Any]:
+        """The fields as Vault's ``PopulateTokenData`` reads them back (plus set legacy names)."""
+        out: dict[str, Any] = {
+            "token_bound_cidrs": list(self.bound_cidrs),
+            "token_explicit_max_ttl": self.explicit_max_ttl,
+            "token_max_ttl": self.max_ttl,
+            "token_no_default_policy": self.no_default_policy,
+            "token_period": self.period,
+            "token_policies": list(self.policies),
+            "token_type": self.token_type,
+            "token_ttl": self.ttl,
+            "token_num_uses": self.num_uses,
+        }
+        if legacy:
+            for name, value in self.legacy.items():
+                if value:
+                    out[name] = list(value) if isinstance(value, list) else value
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "token_ttl": self.ttl,
+            "token_max_ttl": self.max_ttl,
+            "token_policies": list(self.policies),
+            "token_bound_cidrs": list(self.bound_cidrs),
+            "token_explicit_max_ttl": self.explicit_max_ttl,
+            "token_no_default_policy": self.no_default_policy,
+            "token_num_uses": self.num_uses,
+            "token_period": self.period,
+            "token_type": self.token_type,
+            "legacy": {k: (list(v) if isinstance(v, list) else v) for k, v in self.legacy.items()},
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any] | None) -> TokenParams:
+        raw = raw or {}
+        return cls(
+            ttl=int(raw.get("token_ttl", 0) or 0),
+            max_ttl=int(raw.get("token_max_ttl", 0) or 0),
+            policies=list(raw.get("token_policies") or []),
+            bound_cidrs=list(raw.get("token_bound_cidrs") or []),
+            explicit_max_ttl=int(raw.get("token_explicit_max_ttl", 0) or 0),
+            no_default_policy=bool(raw.get("token_no_default_policy", False)),
+            num_uses=int(raw.get("token_num_uses", 0) or 0),
+            period=int(raw.get("token_period", 0) or 0),
+            token_type=str(raw.get("token_type") or "default"),
+            legacy=dict(raw.get("legacy") or {}),
+        )
+
+    def apply(self, auth: Auth) -> Auth:
+        """Fill a login's Auth from these settings (``PopulateTokenAuth``); core mints the token."""
+        auth.policies = list(self.policies)
+        auth.ttl = self.ttl
+        auth.max_ttl = self.max_ttl
+        auth.explicit_max_ttl = self.explicit_max_ttl
+        auth.period = self.period
+        auth.num_uses = self.num_uses
+        auth.bound_cidrs = list(self.bound_cidrs)
+        auth.no_default_policy = self.no_default_policy
+        auth.token_type = self.token_type
+        auth.renewable = True
+        return auth
+
+
+# -- user lockout --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LockoutPolicy:
+    """Vault's user lockout defaults: 5 failures, locked 15 min, counter reset after 15 min."""
+
+    threshold: int = 5
+    duration: int = 900
+    counter_reset: int = 900
+    disabled: bool = False
+
+    @classmethod
+    def from_mount_config(cls, raw: Mapping[str, Any] | None) -> LockoutPolicy:
+        """Read ``user_lockout_config`` from a mount tune; bad or missing values keep the defaults."""
+        base = cls()
+        if not raw:
+            return base
+
+        def duration(key: str, default: int) -> int:
+            try:
+                value = parse_duration(raw[key]) if key in raw and raw[key] not in ("", None) else default
+            except (ValueError, TypeError):
+                return default
+            return value or default
+
+        try:
+            threshold = int(raw.get("lockout_threshold") or base.threshold)
+        except (ValueError, TypeError):
+            threshold = base.threshold
+        disabled = str(raw.get("lockout_disable", "")).lower() in ("1", "t", "true")
+        return cls(
+            threshold=max(threshold, 1),
+            duration=duration("lockout_duration", base.duration),
+            counter_reset=duration("lockout_counter_reset", base.counter_reset),
+            disabled=disabled,
+        )
+
+
+@dataclass
+class _Failures:
+    count: int = 0
+    last: float = 0.0
+    locked_until: float = 0.0
+
+
+class LoginLockout:
+    """Per-alias failed-login counters for one mount (in memory, per node, as in Vault).
+
+    Keys are hashed before they are kept, so no credential-like value (an approle
+    role_id, say) sits in memory in clear. Only bad credentials for a known alias count.
+    """
+
+    max_entries = 50_000
+
+    def __init__(
+        self, policy: Callable[[], LockoutPolicy] = LockoutPolicy, now: Callable[[], float] = time.time
+    ) -> None:
+        self._policy = policy
+        self._now = now
+        self._entries: dict[str, _Failures] = {}
+        self._key = secrets.token_bytes(32)
+
+    def _hash(self, alias: str) -> str:
+        return hmac.new(self._key, alias.encode(), hashlib.sha256).hexdigest()
+
+    def is_locked(self, alias: str) -> bool:
+        policy = self._policy()
+        if policy.disabled:
+            return False
+        entry = self._entries.get(self._hash(alias))
+        return entry is not None and entry.locked_until > self._now()
+
+    def failure(self, alias: str) -> None:
+        policy = self._policy()
+        if policy.disabled:
+            return
+        now = self._now()
+        key = self._hash(alias)
+        entry = self._entries.get(key)
+        if entry is None or (now - entry.last > policy.counter_reset and entry.locked_until <= now):
+            entry = _Failures()
+            self._entries[key] = entry
+        entry.count += 1
+        entry.last = now
+        if entry.count >= policy.threshold:
+            entry.locked_until = now + policy.duration
+            entry.count = 0
+        if len(self._entries) > self.max_entries:
+            self._prune(now, policy)
+
+    def success(self, alias: str) -> None:
+        self._entries.pop(self._hash(alias), None)
+
+    def _prune(self, now: float, policy: LockoutPolicy) -> None:
+        stale = [
+            k
+            for k, e in self._entries.items()
+            if e.locked_until <= now and now - e.last > policy.counter_reset
+        ]
+        for k in stale:
+            del self._entries[k]
