@@ -380,12 +380,15 @@ class Core:
         if token is not None and not unauth:
             await self._authorize(req, token, full_path, route.is_root_path(rel))
 
-        response = await route.backend.handle_request(req)
-        req.path = full_path
-        if token is not None and token.num_uses:
-            await self._use_token(token)
-        if response is not None:
-            response = await self._finish_response(req, token, route, response)
+        last_use = token is not None and token.num_uses != 0 and await self._use_token(token)
+        try:
+            response = await route.backend.handle_request(req)
+            req.path = full_path
+            if response is not None:
+                response = await self._finish_response(req, token, route, response)
+        finally:
+            if last_use and token is not None:
+                await self.revoke_token(token)
         return response
 
     def _check_cidr(self, token: TokenEntry, req: Request) -> None:
@@ -440,13 +443,20 @@ class Core:
         req.is_root = decision.is_root
         req.is_sudo = decision.is_root or decision.sudo
 
-    async def _use_token(self, token: TokenEntry) -> None:
+    async def _use_token(self, token: TokenEntry) -> bool:
+        """Spend one use before the request runs; True when this was the last one.
+
+        The last use marks the token exhausted in storage at once, so a concurrent
+        request cannot spend it again; it is revoked when this request finishes.
+        """
+        if token.num_uses < 0:
+            raise InvalidToken()
         token.num_uses -= 1
-        if token.num_uses <= 0:
-            token.use_count_exhausted = True
-            await self.revoke_token(token)
-        else:
-            await self.tokens.update(token)
+        last = token.num_uses == 0
+        if last:
+            token.num_uses = -1  # in use for the last time (Vault's "tainted" marker)
+        await self.tokens.update(token)
+        return last
 
     async def revoke_token(self, token: TokenEntry, *, orphan_children: bool = False) -> None:
         """Revoke a token (and, unless orphaning, its whole subtree) with all their leases."""

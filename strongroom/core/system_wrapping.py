@@ -40,7 +40,7 @@ def paths(core: Core) -> list[Path]:
         raise UserError("wrapping token is not valid or does not exist")
 
     async def unwrap(req: Request, d: FieldData) -> Response | None:
-        return await wrapper().unwrap(token_from(req, d))
+        return await wrapper().unwrap(token_from(req, d), req.token_entry)
 
     async def lookup(req: Request, d: FieldData) -> Response | None:
         token = d["token"] or (req.client_token if req.token_entry is not None else "")

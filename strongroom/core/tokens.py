@@ -304,7 +304,7 @@ class TokenStore:
     async def lookup(self, token_id: str) -> TokenEntry | None:
         """A usable token: known, not expired, uses left, and (batch) parent still valid."""
         entry = await self.lookup_raw(token_id)
-        if entry is None or entry.expired() or entry.use_count_exhausted:
+        if entry is None or entry.expired() or entry.use_count_exhausted or entry.num_uses < 0:
             return None
         if entry.type == "batch" and entry.parent:
             parent = await self.lookup(entry.parent)

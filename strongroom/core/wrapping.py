@@ -101,8 +101,12 @@ class Wrapper:
         )
         return Response(wrap_info=info, warnings=list(response.warnings))
 
-    async def wrapping_entry(self, token_id: str) -> TokenEntry:
-        entry = await self.core.tokens.lookup(token_id) if token_id else None
+    async def wrapping_entry(self, token_id: str, current: TokenEntry | None = None) -> TokenEntry:
+        """The wrapping token's entry; ``current`` is the caller's own (maybe last-use) token."""
+        if current is not None and token_id and current.id == token_id:
+            entry: TokenEntry | None = current
+        else:
+            entry = await self.core.tokens.lookup(token_id) if token_id else None
         if entry is None or not entry.internal_meta.get("wrapping") or entry.policies != [WRAPPING_POLICY]:
             raise UserError(INVALID)
         return entry
@@ -116,9 +120,9 @@ class Wrapper:
             "creation_ttl": meta["creation_ttl"],
         }
 
-    async def unwrap(self, token_id: str) -> Response:
+    async def unwrap(self, token_id: str, current: TokenEntry | None = None) -> Response:
         """Return the wrapped response and revoke the wrapping token."""
-        entry = await self.wrapping_entry(token_id)
+        entry = await self.wrapping_entry(token_id, current)
         storage = self._cubbyhole_storage()
         raw = None
         if storage is not None:
@@ -135,7 +139,7 @@ class Wrapper:
         return response
 
     async def rewrap(self, req: Request, token_id: str) -> Response:
-        entry = await self.wrapping_entry(token_id)
+        entry = await self.wrapping_entry(token_id, req.token_entry)
         storage = self._cubbyhole_storage()
         if storage is None:
             raise UserError(INVALID)

@@ -13,6 +13,7 @@ normally commits, leaving it with an exception rolls everything back.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import json
 from collections.abc import AsyncIterator
@@ -100,6 +101,7 @@ class InmemStorage:
     def __init__(self) -> None:
         self._data: dict[str, bytes] = {}
         self._sorted: list[str] | None = None
+        self._txn_lock = asyncio.Lock()
 
     async def get(self, key: str) -> bytes | None:
         check_key(key)
@@ -130,22 +132,58 @@ class InmemStorage:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[InmemTransaction]:
-        txn = InmemTransaction(self)
-        yield txn
-        txn.commit()
+        # transactions are serialised; their writes reach the store only on commit
+        async with self._txn_lock:
+            txn = InmemTransaction(self)
+            yield txn
+            txn.commit()
 
 
-class InmemTransaction(InmemStorage):
-    """Buffers writes over a parent InmemStorage; applied on commit."""
+class InmemTransaction:
+    """Buffers writes over a parent InmemStorage; reads see them; applied on commit."""
+
+    _DELETED = object()
 
     def __init__(self, parent: InmemStorage) -> None:
-        super().__init__()
         self._parent = parent
-        self._data = dict(parent._data)
+        self._writes: dict[str, object] = {}
+
+    async def get(self, key: str) -> bytes | None:
+        check_key(key)
+        if key in self._writes:
+            value = self._writes[key]
+            return None if value is self._DELETED else value  # type: ignore[return-value]
+        return self._parent._data.get(key)
+
+    async def put(self, key: str, value: bytes) -> None:
+        check_key(key)
+        self._writes[key] = bytes(value)
+
+    async def delete(self, key: str) -> None:
+        check_key(key)
+        self._writes[key] = self._DELETED
+
+    async def list(self, prefix: str) -> Names:
+        check_prefix(prefix)
+        keys = set(self._parent._keys())
+        for key, value in self._writes.items():
+            if value is self._DELETED:
+                keys.discard(key)
+            else:
+                keys.add(key)
+        return children(sorted(keys), prefix)
+
+    async def list_page(self, prefix: str, after: str = "", limit: int = 0) -> Names:
+        return page(await self.list(prefix), after, limit)
 
     def commit(self) -> None:
-        self._parent._data = self._data
+        for key, value in self._writes.items():
+            if value is self._DELETED:
+                self._parent._data.pop(key, None)
+            else:
+                self._parent._data[key] = value  # type: ignore[assignment]
         self._parent._sorted = None
+        self._writes = {}
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[InmemTransaction]:

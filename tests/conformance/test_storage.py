@@ -30,17 +30,6 @@ from strongroom.physical.sqlite import SqlitePhysical, _list
 
 INVALID_KEYS = ["", "/a", "a/../b", "a\x00", "./a", "a/."]
 
-INMEM_LOSES_CONCURRENT_WRITES = (
-    "InmemTransaction snapshots the whole dict on entry and replaces it on commit, "
-    "so writes made by other tasks while the transaction is open are lost"
-)
-
-
-def xfail_inmem(request: pytest.FixtureRequest, kind: str, reason: str) -> None:
-    if kind == "inmem":
-        request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 # -- single keys -------------------------------------------------------------------
 
 
@@ -305,7 +294,6 @@ async def test_write_outside_transaction_is_not_lost(
     store: Physical, backend_kind: str, request: pytest.FixtureRequest
 ) -> None:
     """A plain put by another task while a transaction is open survives its commit."""
-    xfail_inmem(request, backend_kind, INMEM_LOSES_CONCURRENT_WRITES)
     go = asyncio.Event()
 
     async def outside() -> None:
@@ -343,7 +331,6 @@ async def test_concurrent_counter_transactions(
     store: Physical, backend_kind: str, request: pytest.FixtureRequest
 ) -> None:
     """Read-modify-write under the backend's isolation never loses an increment."""
-    xfail_inmem(request, backend_kind, INMEM_LOSES_CONCURRENT_WRITES)
 
     async def bump(times: int) -> None:
         for _ in range(times):
