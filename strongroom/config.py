@@ -76,7 +76,7 @@ class ServerConfig:
     disable_mlock: bool = False
     cluster_name: str | None = None
     log_level: str = "info"
-    workers: int = 1
+    workers: int = 0  # 0: one HTTP worker per CPU (a single process for inmem storage)
     dev: bool = False
     dev_root_token_id: str | None = None
     dev_listen_address: str | None = None
@@ -220,8 +220,8 @@ def config_from_dict(raw: Any) -> ServerConfig:
             cfg.log_level = _log_level(value)
         elif key == "workers":
             cfg.workers = _int(value, key)
-            if cfg.workers < 1:
-                raise ConfigError("workers must be at least 1")
+            if cfg.workers < 0:
+                raise ConfigError("workers must be 0 (one per CPU) or more")
         elif key in _KNOWN_IGNORED:
             cfg.warnings.append(f"{key!r} is not supported and is ignored")
         else:

@@ -54,7 +54,7 @@ def _banner(cfg: ServerConfig, addresses: list[tuple[str, int]], unseal_key: str
         f"Root Token: {root}\n\n"
         "Development mode should NOT be used in production installations!\n\n"
         "Try it:\n"
-        f"    $ curl -s -H 'X-Vault-Token: {root}' -X POST -d '{{\"data\":{{\"foo\":\"world\"}}}}' {addr}/v1/secret/data/hello\n"
+        f'    $ curl -s -H \'X-Vault-Token: {root}\' -X POST -d \'{{"data":{{"foo":"world"}}}}\' {addr}/v1/secret/data/hello\n'
         "    $ strongroom kv get secret/hello\n"
     )
 
@@ -100,6 +100,13 @@ async def serve_config(cfg: ServerConfig, stop: asyncio.Event | None = None) -> 
             await close()
 
 
+def worker_count(cfg: ServerConfig) -> int:
+    """How many HTTP processes: in-memory storage cannot be shared, so it gets one."""
+    if cfg.dev or cfg.storage_type == "inmem":
+        return 1
+    return cfg.workers or (os.cpu_count() or 1)
+
+
 def run_server(cfg: ServerConfig) -> None:
     logging.basicConfig(
         level=getattr(logging, cfg.log_level.upper(), logging.INFO),
@@ -109,6 +116,18 @@ def run_server(cfg: ServerConfig) -> None:
         import resource
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no key material in core dumps
+
+    workers = worker_count(cfg)
+    if workers > 1:
+        from strongroom.supervisor import run_supervised
+
+        async def ready() -> None:
+            listening = ", ".join(listener.address for listener in cfg.listeners)
+            sys.stdout.write(f"==> strongroom server started! Listening on {listening} ({workers} workers)\n")
+            sys.stdout.flush()
+
+        run_supervised(cfg, workers, on_ready=ready)
+        return
 
     async def main() -> None:
         stop = asyncio.Event()

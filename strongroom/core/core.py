@@ -22,6 +22,7 @@ from strongroom.core.mounts import AUTH_KEY, MOUNTS_KEY, MountEntry, MountTable
 from strongroom.core.policy_store import PolicyStore
 from strongroom.core.router import RouteEntry, Router
 from strongroom.core.seal import ShamirSeal, ShareCollector, combine_keys, decode_key_share
+from strongroom.core.sync import Kind, SharedGenerations
 from strongroom.core.tokens import ROOT_PATH, TokenEntry, TokenStore
 from strongroom.logical.backend import Backend, BackendConfig
 from strongroom.logical.errors import (
@@ -93,6 +94,10 @@ class Core:
         self.identity: Any = None
         self.audit: Any = None
         self.seal_backend: Backend | None = None
+        # multi-process nodes: shared invalidation counters, and whether this process
+        # runs background jobs (lease expiry, tidy); see strongroom.supervisor
+        self.sync: SharedGenerations | None = None
+        self.background_jobs = True
         self.on_unsealed: list[Callable[[], Awaitable[None]]] = []
         self.on_sealed: list[Callable[[], Awaitable[None]]] = []
 
@@ -168,6 +173,8 @@ class Core:
         if raw is not None:
             cluster = json.loads(raw)
             self.cluster_name, self.cluster_id = cluster["name"], cluster["id"]
+        self.tokens.on_change = lambda: self._changed(Kind.TOKENS)
+        self.policies.on_change = lambda: self._changed(Kind.POLICIES)
         await self.tokens.setup()
         await self.policies.setup()
         await self._load_mounts()
@@ -263,6 +270,7 @@ class Core:
         await self._mount_backend(entry)
         table.entries[path] = entry
         await table.save(self.barrier)
+        self._changed(Kind.MOUNTS)
 
     def _check_mount_conflict(self, route_path: str) -> None:
         for existing in self.router.routes():
@@ -288,6 +296,7 @@ class Core:
         self.router.unmount(entry.route_path)
         del table.entries[path]
         await table.save(self.barrier)
+        self._changed(Kind.MOUNTS)
         await delete_prefix(self.barrier, entry.storage_prefix)
 
     async def remount(self, from_table: str, src: str, dst: str) -> None:
@@ -311,10 +320,29 @@ class Core:
         entry.path = dst
         table.entries[dst] = entry
         await table.save(self.barrier)
+        self._changed(Kind.MOUNTS)
         await self._mount_backend(entry)
 
     async def save_mount(self, entry: MountEntry) -> None:
         await self.table_for(entry.table).save(self.barrier)
+        self._changed(Kind.MOUNTS)
+
+    async def reload_mount(self, entry: MountEntry) -> None:
+        """Rebuild one mount's backend (after a tune that changes how it works)."""
+        old = self.router.get(entry.route_path)
+        if old is not None:
+            await old.backend.cleanup()
+        await self._mount_backend(entry)
+        self._changed(Kind.MOUNTS)
+
+    async def unseal_from_export(self, root_key: bytes, blob: bytes) -> None:
+        """Unseal a worker process with the keyring its supervisor unsealed."""
+        self.barrier.load_keyring(root_key, blob)
+        try:
+            await self._post_unseal()
+        except Exception:
+            await self.seal()
+            raise
 
     # -- tokens -------------------------------------------------------------------------------
 
@@ -340,6 +368,8 @@ class Core:
             req.path = full_path[4:]
             req.mount_point, req.mount_type = "sys/", "system"
             return await seal_backend.handle_request(req)
+        if self.sync is not None:
+            await self._sync_caches(self.sync)
         if self.sealed:
             raise Sealed()
         routed = self.router.match(full_path)
@@ -390,6 +420,24 @@ class Core:
             if last_use and token is not None:
                 await self.revoke_token(token)
         return response
+
+    async def _sync_caches(self, sync: SharedGenerations) -> None:
+        """Drop what another process of this node changed since our last request."""
+        for kind in sync.changed():
+            if kind is Kind.SEAL:
+                await self.seal()
+            elif self.sealed:
+                continue
+            elif kind is Kind.TOKENS:
+                self.tokens.invalidate()
+            elif kind is Kind.POLICIES:
+                self.policies.invalidate()
+            elif kind is Kind.MOUNTS:
+                await self._load_mounts()
+
+    def _changed(self, kind: Kind) -> None:
+        if self.sync is not None:
+            self.sync.bump(kind)
 
     def _check_cidr(self, token: TokenEntry, req: Request) -> None:
         if not token.bound_cidrs:

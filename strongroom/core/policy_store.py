@@ -8,6 +8,7 @@ cached per policy set and dropped whenever any policy changes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from strongroom.core.acl import ACL
@@ -30,6 +31,7 @@ class PolicyStore:
         self.storage = storage
         self._parsed: dict[str, Policy | None] = {}
         self._acls: dict[tuple[str, ...], ACL] = {}
+        self.on_change: Callable[[], None] | None = None
 
     async def setup(self) -> None:
         self.invalidate()
@@ -71,6 +73,8 @@ class PolicyStore:
         policy = parse_policy(name, text)  # raises UserError on bad syntax
         await put_json(self.storage, f"acl/{name}", {"name": name, "policy": policy.raw or text})
         self.invalidate()
+        if self.on_change is not None:
+            self.on_change()
 
     async def delete(self, name: str) -> None:
         name = normalize_policy_name(name)
@@ -78,6 +82,8 @@ class PolicyStore:
             raise UserError(f"cannot delete {name} policy")
         await self.storage.delete(f"acl/{name}")
         self.invalidate()
+        if self.on_change is not None:
+            self.on_change()
 
     async def acl(self, names: list[str], entity: dict[str, Any] | None = None) -> ACL:
         """The compiled ACL for a set of policy names (missing policies count as empty)."""

@@ -19,7 +19,7 @@ import re
 import secrets
 import string
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -193,6 +193,12 @@ class TokenStore:
         self._salt: bytes | None = None
         self._batch_key: bytes | None = None
         self._cache: dict[str, TokenEntry] = {}
+        # called after a stored token changes or goes, so other processes drop their copy
+        self.on_change: Callable[[], None] | None = None
+
+    def _notify(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     async def setup(self) -> None:
         raw = await self.storage.get("salt")
@@ -254,6 +260,7 @@ class TokenStore:
             return
         await put_json(self.storage, key, entry.to_json())
         self._cache[entry.id] = entry
+        self._notify()
 
     # -- batch tokens -----------------------------------------------------------------------
 
@@ -350,6 +357,7 @@ class TokenStore:
             if entry.parent:
                 await txn.delete(f"parent/{self.salt_id(entry.parent)}/{hashed}")
         self._cache.pop(entry.id, None)
+        self._notify()
 
     async def orphan_children(self, entry: TokenEntry) -> None:
         for salted in await self.children(entry.id):

@@ -189,7 +189,7 @@ def test_ttl_defaults_when_absent(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, 'storage "inmem" {}\nlistener "tcp" { tls_disable = true }\n'))
     assert cfg.default_lease_ttl == cfg.max_lease_ttl == DEFAULT_LEASE_TTL
     assert cfg.log_level == "info"
-    assert cfg.workers == 1
+    assert cfg.workers == 0  # one per CPU
 
 
 @pytest.mark.parametrize(
@@ -219,7 +219,7 @@ def test_ttl_defaults_when_absent(tmp_path: Path) -> None:
         ),
         ('storage "inmem" {}\nlistener "tcp" { tls_disable = "maybe" }', "expected a boolean"),
         ('storage "inmem" {}\nlistener "tcp" { tls_disable = true }\nlog_level = "loud"', "log_level"),
-        ('storage "inmem" {}\nlistener "tcp" { tls_disable = true }\nworkers = 0', "workers"),
+        ('storage "inmem" {}\nlistener "tcp" { tls_disable = true }\nworkers = -1', "workers"),
         ('storage "inmem" {\nlistener "tcp" {', "cannot parse"),
     ],
 )
@@ -269,7 +269,7 @@ def test_dataclass_defaults() -> None:
     assert cfg.storage_type == "inmem" and cfg.storage_options == {}
     assert cfg.default_lease_ttl == cfg.max_lease_ttl == 768 * 3600
     assert cfg.listeners == [ListenerConfig()]
-    assert (cfg.ui, cfg.log_level, cfg.workers, cfg.dev) == (False, "info", 1, False)
+    assert (cfg.ui, cfg.log_level, cfg.workers, cfg.dev) == (False, "info", 0, False)
 
 
 @pytest.mark.parametrize(

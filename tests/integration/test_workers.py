@@ -1,0 +1,80 @@
+"""A node with several worker processes behaves as one server.
+
+Each check makes many requests on fresh connections, so every worker answers
+some of them: unseal and seal reach all workers, and a token revoked or a
+mount added through one worker is seen by all before their next answer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from tests.integration.server_proc import ServerProcess
+
+ROUNDS = 24
+
+
+def _codes(client: httpx.Client, method: str, path: str, token: str, **kw: object) -> set[int]:
+    return {
+        client.request(method, path, headers={"X-Vault-Token": token}, **kw).status_code  # type: ignore[arg-type]
+        for _ in range(ROUNDS)
+    }
+
+
+def test_workers_share_seal_state_and_invalidate_caches(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, {"sqlite": {"path": str(tmp_path / "db.sqlite")}}, {"workers": 2})
+    server.start()
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    try:
+        with httpx.Client(base_url=server.addr, limits=fresh, timeout=10) as client:
+            r = client.put("/v1/sys/init", json={"secret_shares": 3, "secret_threshold": 2})
+            keys, root = r.json()["keys"], r.json()["root_token"]
+            assert client.put("/v1/sys/unseal", json={"key": keys[0]}).json()["progress"] == 1
+            # unseal progress lives in one place per node, whichever worker answers
+            assert {client.get("/v1/sys/seal-status").json()["progress"] for _ in range(ROUNDS)} == {1}
+            assert client.put("/v1/sys/unseal", json={"key": keys[1]}).json()["sealed"] is False
+            assert _codes(client, "GET", "/v1/sys/mounts", root) == {200}
+
+            assert (
+                client.post(
+                    "/v1/sys/mounts/kv", json={"type": "kv-v2"}, headers={"X-Vault-Token": root}
+                ).status_code
+                == 204
+            )
+            assert _codes(client, "POST", "/v1/kv/data/a", root, json={"data": {"v": 1}}) == {200}
+
+            r = client.post(
+                "/v1/auth/token/create", json={"policies": ["default"]}, headers={"X-Vault-Token": root}
+            )
+            token = r.json()["auth"]["client_token"]
+            assert _codes(client, "GET", "/v1/auth/token/lookup-self", token) == {200}
+            assert (
+                client.post("/v1/auth/token/revoke-self", headers={"X-Vault-Token": token}).status_code == 204
+            )
+            assert _codes(client, "GET", "/v1/auth/token/lookup-self", token) == {403}
+
+            policy = 'path "kv/data/a" { capabilities = ["read"] }'
+            client.put(
+                "/v1/sys/policies/acl/reader", json={"policy": policy}, headers={"X-Vault-Token": root}
+            )
+            r = client.post(
+                "/v1/auth/token/create", json={"policies": ["reader"]}, headers={"X-Vault-Token": root}
+            )
+            reader = r.json()["auth"]["client_token"]
+            assert _codes(client, "GET", "/v1/kv/data/a", reader) == {200}
+            client.put(
+                "/v1/sys/policies/acl/reader",
+                json={"policy": 'path "kv/data/b" { capabilities = ["read"] }'},
+                headers={"X-Vault-Token": root},
+            )
+            assert _codes(client, "GET", "/v1/kv/data/a", reader) == {403}
+
+            assert client.put("/v1/sys/seal", headers={"X-Vault-Token": root}).status_code == 204
+            assert _codes(client, "GET", "/v1/sys/mounts", root) == {503}
+            for key in keys[:2]:
+                client.put("/v1/sys/unseal", json={"key": key})
+            assert _codes(client, "GET", "/v1/kv/data/a", root) == {200}
+    finally:
+        server.stop()
