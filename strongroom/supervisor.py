@@ -228,6 +228,15 @@ async def _worker_main(
     reader, writer = await asyncio.open_unix_connection(sock=control)
     channel = Channel(reader, writer)
     core.seal_backend = ForwardingSealBackend(core.seal_backend, channel)
+    background: set[asyncio.Task[None]] = set()
+
+    def schedule_remotely(key: str, when: float) -> None:
+        task = asyncio.create_task(channel.send({"op": "schedule", "key": key, "when": when}))
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    if core.expiration is not None:
+        core.expiration.remote_schedule = schedule_remotely
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -326,6 +335,9 @@ async def _primary_main(
             elif message.get("op") == "hello":
                 if not core.sealed:
                     await channel.send(_keyring_message(core))
+            elif message.get("op") == "schedule":
+                if core.expiration is not None:
+                    core.expiration.schedule(str(message["key"]), float(message["when"]))
             elif message.get("op") == "request":
                 task = asyncio.create_task(answer(channel, message))
                 running.add(task)

@@ -206,7 +206,9 @@ class Core:
         return [
             MountEntry("cubbyhole/", "cubbyhole", description="per-token private secret storage", local=True),
             MountEntry("identity/", "identity", description="identity store"),
-            MountEntry("sys/", "system", description="system endpoints used for control, policy and debugging"),
+            MountEntry(
+                "sys/", "system", description="system endpoints used for control, policy and debugging"
+            ),
         ]
 
     def default_auth_mounts(self) -> list[MountEntry]:
@@ -266,7 +268,7 @@ class Core:
         if entry.type not in factories:
             raise UserError(f"plugin not found in the catalog: {entry.type}")
         if entry.type in ("system", "cubbyhole", "identity", "token"):
-            raise UserError(f"mount type of \"{entry.type}\" is not mountable")
+            raise UserError(f'mount type of "{entry.type}" is not mountable')
         await self._mount_backend(entry)
         table.entries[path] = entry
         await table.save(self.barrier)
@@ -285,9 +287,9 @@ class Core:
         table = self.table_for(table_name)
         entry = table.entries.get(path)
         if entry is None:
-            raise UserError(f"no matching mount at \"{path}\"")
+            raise UserError(f'no matching mount at "{path}"')
         if entry.type in ("system", "cubbyhole", "identity", "token"):
-            raise UserError(f"cannot unmount \"{path}\"")
+            raise UserError(f'cannot unmount "{path}"')
         if self.expiration is not None:
             await self.expiration.revoke_prefix(entry.route_path, force=True)
         route = self.router.get(entry.route_path)
@@ -303,9 +305,9 @@ class Core:
         table = self.table_for(from_table)
         entry = table.entries.get(src)
         if entry is None:
-            raise UserError(f"no matching mount at \"{src}\"")
+            raise UserError(f'no matching mount at "{src}"')
         if entry.type in ("system", "cubbyhole", "identity", "token"):
-            raise UserError(f"cannot remount \"{src}\"")
+            raise UserError(f'cannot remount "{src}"')
         new_route = ("auth/" + dst) if from_table == "auth" else dst
         old_route = entry.route_path
         self.router.unmount(old_route)
@@ -314,8 +316,11 @@ class Core:
         except UserError:
             self.router.mount(await self._mount_backend(entry))
             raise
+        old = await self._mount_backend(entry)  # routed again so its backend revokes its leases
         if self.expiration is not None:
             await self.expiration.revoke_prefix(old_route, force=True)
+        await old.backend.cleanup()
+        self.router.unmount(old_route)
         del table.entries[src]
         entry.path = dst
         table.entries[dst] = entry
@@ -363,7 +368,11 @@ class Core:
         """Run one request through routing, authentication, ACL and its backend."""
         full_path = req.path
         seal_backend = self.seal_backend
-        if seal_backend is not None and full_path.startswith("sys/") and seal_backend.route_exists(full_path[4:]):
+        if (
+            seal_backend is not None
+            and full_path.startswith("sys/")
+            and seal_backend.route_exists(full_path[4:])
+        ):
             # init, seal-status, unseal, health, ... answer whether sealed or not
             req.path = full_path[4:]
             req.mount_point, req.mount_type = "sys/", "system"

@@ -128,6 +128,9 @@ class ExpirationManager:
         self._sleeper: asyncio.Future[None] | None = None  # what the timer task awaits
         self._lock = asyncio.Lock()
         self._tidy_task: asyncio.Task[None] | None = None
+        # in an HTTP worker of a multi-process node, timers live in the supervisor:
+        # this callback hands it each deadline instead of arming a local timer
+        self.remote_schedule: Callable[[str, float], None] | None = None
         core.on_unsealed.append(self.start)
         core.on_sealed.append(self.stop)
 
@@ -136,6 +139,8 @@ class ExpirationManager:
     async def start(self) -> None:
         """Re-read every lease and token expiry and arm the timer (on unseal)."""
         await self.stop()
+        if not self.core.background_jobs:
+            return  # another process of this node runs the timers
         for lease_id in await self._collect("id/"):
             lease = await self._load(lease_id)
             if lease is not None and not lease.irrevocable and lease.expire_time:
@@ -165,7 +170,15 @@ class ExpirationManager:
 
     # -- schedule -------------------------------------------------------------------------------
 
+    def schedule(self, key: str, when: float) -> None:
+        """Arm a deadline sent by a worker process (supervisor side)."""
+        if self._task is not None:
+            self._schedule(key, when)
+
     def _schedule(self, key: str, when: float) -> None:
+        if self.remote_schedule is not None:
+            self.remote_schedule(key, when)
+            return
         self._due[key] = when
         heapq.heappush(self._heap, (when, key))
         if len(self._heap) > 2 * len(self._due) + 64:

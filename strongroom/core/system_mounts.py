@@ -84,7 +84,9 @@ def _mount_config(raw: dict[str, Any], core: Core, *, auth: bool) -> MountConfig
             try:
                 setattr(config, key, _ttl(raw[key]))
             except ValueError:
-                raise UserError(f"unable to parse {label} TTL: expected seconds or a duration such as 768h") from None
+                raise UserError(
+                    f"unable to parse {label} TTL: expected seconds or a duration such as 768h"
+                ) from None
     if config.max_lease_ttl and config.default_lease_ttl > config.max_lease_ttl:
         raise UserError("given default lease TTL greater than given max lease TTL")
     if config.default_lease_ttl > core.max_lease_ttl and not config.max_lease_ttl:

@@ -638,10 +638,9 @@ class TokenBackend(FrameworkBackend):
 
     async def _lookup_data(self, req: Request, entry: TokenEntry) -> dict[str, Any]:
         """Vault's lookup fields, in Vault's shapes (unix ints, RFC 3339 strings, nulls)."""
+        # core spends a use before the handler runs, so the caller's own entry already
+        # shows it; the last use shows as -1, as in Vault
         num_uses = entry.num_uses
-        if num_uses > 0 and entry.id == req.client_token:
-            # Vault spends the use before the handler runs; the last use shows as -1.
-            num_uses = num_uses - 1 if num_uses > 1 else -1
         data: dict[str, Any] = {
             "id": entry.id,
             "accessor": entry.accessor,

@@ -108,6 +108,10 @@ class FrameworkBackend:
         op = self._operation(path, req.operation)
         if op is None:
             raise UnsupportedOperation()
+        if req.operation in (Operation.REVOKE, Operation.RENEW):
+            # these carry the stored response of a lease, not client input: the handler
+            # reads req.secret and req.data itself; only the path captures are fields
+            return await op.handler(req, FieldData(path.fields, captures))
         data, warnings = self._field_data(path, captures, req)
         data.validate()
         unknown = [] if path.accept_unknown else data.unknown()

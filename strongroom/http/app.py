@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -49,8 +49,26 @@ _METHODS = {
 _BASE_HEADERS = [(b"cache-control", b"no-store"), (b"content-type", b"application/json")]
 
 
+def _request_id() -> str:
+    raw = os.urandom(16).hex()  # a random (version 4 layout) UUID, without uuid.UUID's overhead
+    return f"{raw[:8]}-{raw[8:12]}-4{raw[13:16]}-{_VARIANT[int(raw[16], 16)]}{raw[17:20]}-{raw[20:]}"
+
+
+_VARIANT = "89ab89ab89ab89ab"
+
+
 def canonical_path(raw: str) -> str:
     """Decode and clean a request path; refuse anything that could escape a rule."""
+    if (
+        "%" not in raw
+        and "//" not in raw
+        and "/." not in raw
+        and raw[:1] not in ("", ".", "/")
+        and len(raw) <= 8192
+    ):
+        if "\x00" in raw:
+            raise UserError("invalid request path")
+        return raw  # already canonical: the common case costs no split and join
     path = unquote(raw, errors="strict")
     if "\x00" in path or len(path) > 8192:
         raise UserError("invalid request path")
@@ -216,7 +234,10 @@ class App:
 
     async def _build_request(self, scope: Scope, receive: Receive) -> Request:
         method = scope["method"]
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        query_string = scope.get("query_string", b"")
+        query = (
+            dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)) if query_string else {}
+        )
         op = _METHODS.get(method)
         if op is None:
             raise UnsupportedOperation()
@@ -225,9 +246,8 @@ class App:
             path = canonical_path(raw_path.decode("utf-8"))
         except UnicodeDecodeError:
             raise UserError("invalid request path") from None
-        headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        # ASGI servers send lower-case header names already
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
         body = await self._read_body(scope, receive)
         content_type = headers.get("content-type", "")
         if op == Operation.READ and query.get("list", "").lower() in ("true", "1"):
@@ -271,7 +291,7 @@ class App:
             path=path,
             data=data,
             client_token=token,
-            request_id=str(uuid.uuid4()),
+            request_id=_request_id(),
             headers=headers,
             query=query,
             connection=connection,

@@ -72,7 +72,7 @@ class Auth:
     num_uses: int = 0
     renewable: bool = True
     no_default_policy: bool = False
-    token_type: str = "service"
+    token_type: str = "service"  # noqa: S105 (a token kind, not a secret)
     entity_id: str = ""
     alias_name: str = ""
     alias_metadata: dict[str, str] = field(default_factory=dict)

@@ -55,16 +55,22 @@ async def test_deep_json_is_400_not_500() -> None:
     async with running_core() as h:
         deep = "[" * 100_000 + "]" * 100_000
         r = await h.client.post(
-            "/v1/sys/policies/acl/x", content=json.dumps({"policy": 1})[:-1] + ',"d":' + deep + "}",
+            "/v1/sys/policies/acl/x",
+            content=json.dumps({"policy": 1})[:-1] + ',"d":' + deep + "}",
             headers=h.headers(),
         )
         assert r.status_code == 400 and _is_error_shape(r.json())
-        r = await h.client.post("/v1/sys/wrapping/wrap", content='{"a":' + "[" * 600 + "]" * 600 + "}",
-                                headers={**h.headers(), "X-Vault-Wrap-TTL": "60"})
+        r = await h.client.post(
+            "/v1/sys/wrapping/wrap",
+            content='{"a":' + "[" * 600 + "]" * 600 + "}",
+            headers={**h.headers(), "X-Vault-Wrap-TTL": "60"},
+        )
         assert r.status_code == 400
 
 
-@pytest.mark.parametrize("token", ["", "not-a-token", "hvs.AAAAAAAAAAAAAAAAAAAAAAAA", "hvb.garbage", "x" * 20000])
+@pytest.mark.parametrize(
+    "token", ["", "not-a-token", "hvs.AAAAAAAAAAAAAAAAAAAAAAAA", "hvb.garbage", "x" * 20000]
+)
 async def test_invalid_tokens(token: str) -> None:
     async with running_core() as h:
         r = await h.client.get("/v1/sys/mounts", headers={"X-Vault-Token": token} if token else {})
