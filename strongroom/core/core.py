@@ -410,7 +410,7 @@ class Core:
             req.policies = list(token.policies)
             req.client_token_accessor = token.accessor
             if entry.type not in _REAL_TOKEN_TYPES:
-                req.client_token = self.tokens.salt_id(entry.accessor + ":" + token.id)
+                req.client_token = self.tokens.mount_salted(entry.accessor, token.id)
 
         if req.operation in (Operation.CREATE, Operation.UPDATE):
             has_check, exists = await route.backend.existence_check(req)

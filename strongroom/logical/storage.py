@@ -46,11 +46,12 @@ class Storage(Protocol):
 
 def check_key(key: str) -> None:
     """Refuse keys that could escape a view or confuse a backend."""
-    if not key or key.startswith("/") or "\x00" in key:
+    if not key or key[0] == "/" or "\x00" in key:
         raise ValueError("invalid storage key")
-    for part in key.split("/"):
-        if part in (".", ".."):
-            raise ValueError("invalid storage key")
+    if "." in key:  # only then can a segment be "." or ".."
+        for part in key.split("/"):
+            if part in (".", ".."):
+                raise ValueError("invalid storage key")
 
 
 def check_prefix(prefix: str) -> None:
