@@ -29,6 +29,7 @@ _SYSTEM_PATH_MODULES = (
 )
 _SECRET_ENGINES = {
     "kv": "strongroom.engines.kv.backend",
+    "pki": "strongroom.engines.pki.backend",
     "cubbyhole": "strongroom.engines.cubbyhole",
     "identity": "strongroom.engines.identity",
 }
