@@ -79,7 +79,11 @@ def paths(core: Core) -> list[Path]:
             if route is None:
                 continue
             try:
-                documents.append((entry.route_path, route.backend.openapi_paths()))
+                paths_doc = route.backend.openapi_paths()
+                if entry.type == "system" and core.seal_backend is not None:
+                    # init, seal-status, unseal, health, ... are served before routing
+                    paths_doc = {**core.seal_backend.openapi_paths(), **paths_doc}
+                documents.append((entry.route_path, paths_doc))
             except Exception:  # one broken backend must not take the whole document down
                 log.exception("OpenAPI paths of %s failed", entry.route_path)
         doc = merge_mount_documents(documents, VERSION)

@@ -9,6 +9,7 @@ OpenAPI fragment come from the same declarations.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -17,7 +18,7 @@ from strongroom.framework.openapi import backend_paths_document
 from strongroom.framework.path import Path, PathOperation
 from strongroom.logical.backend import BackendConfig, SpecialPaths
 from strongroom.logical.errors import UnsupportedOperation, UnsupportedPath
-from strongroom.logical.request import Operation, Request, Response
+from strongroom.logical.request import Operation, RawResponse, Request, Response
 from strongroom.logical.storage import Storage
 
 
@@ -127,8 +128,10 @@ class FrameworkBackend:
     # -- documentation ----------------------------------------------------------------------
 
     def help_response(self, path: Path) -> Response:
+        """Vault answers ``?help=1`` with a bare ``{"help", "openapi"}`` object, no envelope."""
         text = f"## PATH\n\n    {path.template}\n\n{path.synopsis}\n\n{path.description}".rstrip() + "\n"
-        return Response(data={"help": text, "openapi": self.openapi_document()})
+        body = json.dumps({"help": text, "openapi": self.openapi_document()}, separators=(",", ":"))
+        return Response(raw=RawResponse(body.encode(), content_type="application/json"))
 
     def openapi_paths(self) -> dict[str, Any]:
         return backend_paths_document(self.paths, self.backend_type)

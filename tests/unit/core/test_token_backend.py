@@ -745,7 +745,7 @@ async def test_unknown_parameter_warns_and_help_works(h: Harness) -> None:
     assert r.json()["warnings"] == ["Endpoint ignored these unrecognized parameters: [bogus]"]
     r = await h.call("GET", "auth/token/create?help=1")
     assert r.status_code == 200
-    assert "help" in r.json()["data"] or "help" in r.json()
+    assert "help" in r.json() and "openapi" in r.json()  # bare, as Vault answers help
 
 
 async def test_expiring_root_cannot_mint_non_expiring_root(h: Harness) -> None:
