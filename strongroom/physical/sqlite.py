@@ -122,6 +122,15 @@ def _rollback(conn: sqlite3.Connection) -> None:
             log.warning("sqlite rollback failed", exc_info=True)
 
 
+def _undo_savepoint(conn: sqlite3.Connection, name: str) -> None:
+    """Undo one savepoint's work; the enclosing group transaction goes on."""
+    try:
+        conn.execute(f"ROLLBACK TO {name}")
+        conn.execute(f"RELEASE {name}")
+    except sqlite3.Error:
+        log.warning("sqlite savepoint rollback failed", exc_info=True)
+
+
 def _get(conn: sqlite3.Connection, key: str) -> bytes | None:
     row = conn.execute(_GET, (key,)).fetchone()
     return None if row is None else bytes(row[0])
@@ -231,6 +240,8 @@ class _TxnChannel:
 
 
 _STOP = object()
+# futures to resolve once the group transaction that holds their writes commits
+_Acks = builtins.list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]]
 
 
 class SqlitePhysical:
@@ -259,6 +270,7 @@ class SqlitePhysical:
         self._readers: builtins.list[sqlite3.Connection] = []
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._active_txn: _TxnChannel | None = None
+        self._requeue_front: object | None = None  # writer thread only
 
         try:
             self._wconn = self._connect()
@@ -392,30 +404,13 @@ class SqlitePhysical:
 
     def _writer_main(self) -> None:
         conn = self._wconn
-        carry: object | None = None
         try:
             while True:
-                item = carry if carry is not None else self._queue.get()
-                carry = None
+                item = self._queue.get()
                 if item is _STOP:
                     return
-                if isinstance(item, _TxnChannel):
-                    self._run_transaction(conn, item)
-                    continue
-                assert isinstance(item, _Write)
-                batch = [item]
-                size = len(item.value or b"")
-                while len(batch) < _MAX_BATCH and size < _MAX_BATCH_BYTES:
-                    try:
-                        nxt = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if not isinstance(nxt, _Write):
-                        carry = nxt
-                        break
-                    batch.append(nxt)
-                    size += len(nxt.value or b"")
-                self._apply(conn, batch)
+                if not self._group(conn, item):
+                    return
         except BaseException:  # pragma: no cover - a bug; fail loudly but do not hang callers
             log.exception("sqlite writer thread crashed")
         finally:
@@ -427,49 +422,122 @@ class SqlitePhysical:
             except sqlite3.Error:
                 log.warning("sqlite close failed", exc_info=True)
 
+    def _group(self, conn: sqlite3.Connection, first: object) -> bool:
+        """Run queued writes and transactions back to back inside one SQLite transaction.
+
+        Group commit: each logical transaction (and each run of plain writes) runs in
+        a SAVEPOINT of one ``BEGIN IMMEDIATE``; while more work is queued the writer
+        keeps going, then commits once (one fsync) and only then acknowledges every
+        caller. A logical transaction that rolls back is undone to its savepoint
+        alone. Returns False when the store is stopping.
+        """
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            self._fail_item(first, _storage_error("begin", exc))
+            return True
+        done: _Acks = []
+        item: object | None = first
+        count = 0
+        while item is not None:
+            if isinstance(item, _TxnChannel):
+                self._run_transaction(conn, item, done)
+            elif isinstance(item, _Write):
+                batch = [item]
+                size = len(item.value or b"")
+                while len(batch) < _MAX_BATCH and size < _MAX_BATCH_BYTES:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if not isinstance(nxt, _Write):
+                        self._requeue_front = nxt
+                        break
+                    batch.append(nxt)
+                    size += len(nxt.value or b"")
+                self._apply(conn, batch, done)
+            count += 1
+            item = self._requeue_front
+            self._requeue_front = None
+            if item is _STOP:
+                self._commit(conn, done)
+                return False
+            if item is None and count < _MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    item = None
+                if item is _STOP:
+                    self._commit(conn, done)
+                    return False
+        self._commit(conn, done)
+        return True
+
+    def _commit(self, conn: sqlite3.Connection, done: _Acks) -> None:
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            err = _storage_error("commit", exc)
+            for loop, fut in done:
+                _settle(loop, fut, exc=err)
+            return
+        for loop, fut in done:
+            _settle(loop, fut)
+
+    def _fail_item(self, item: object, err: BaseException) -> None:
+        if isinstance(item, _Write):
+            _settle(item.loop, item.fut, exc=err)
+        elif isinstance(item, _TxnChannel):
+            _settle(item.loop, item.started, exc=err)
+            item.finish()
+
     def _fail_pending(self) -> None:
         while True:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(item, _Write):
-                _settle(item.loop, item.fut, exc=StorageError("sqlite storage is closed"))
-            elif isinstance(item, _TxnChannel):
-                _settle(item.loop, item.started, exc=StorageError("sqlite storage is closed"))
-                item.finish()
+            self._fail_item(item, StorageError("sqlite storage is closed"))
 
-    def _apply(self, conn: sqlite3.Connection, batch: builtins.list[_Write]) -> None:
-        """Apply ``batch`` in one transaction (one fsync); isolate failures."""
+    def _apply(
+        self,
+        conn: sqlite3.Connection,
+        batch: builtins.list[_Write],
+        done: _Acks,
+    ) -> None:
+        """Apply ``batch`` in a savepoint; on failure retry one by one so one bad write fails alone."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("SAVEPOINT w")
             for w in batch:
                 if w.value is None:
                     _delete(conn, w.key)
                 else:
                     _put(conn, w.key, w.value)
-            conn.execute("COMMIT")
+            conn.execute("RELEASE w")
         except Exception as exc:
-            _rollback(conn)
-            if len(batch) > 1 and not _is_busy(exc):
+            _undo_savepoint(conn, "w")
+            if len(batch) > 1:
                 for w in batch:
-                    self._apply(conn, [w])
+                    self._apply(conn, [w], done)
             else:
-                err = _storage_error("write", exc)
-                for w in batch:
-                    _settle(w.loop, w.fut, exc=err)
+                _settle(batch[0].loop, batch[0].fut, exc=_storage_error("write", exc))
             return
-        for w in batch:
-            _settle(w.loop, w.fut)
+        done.extend((w.loop, w.fut) for w in batch)
 
-    def _run_transaction(self, conn: sqlite3.Connection, channel: _TxnChannel) -> None:
-        """Serve one transaction body until it commits or rolls back."""
+    def _run_transaction(
+        self,
+        conn: sqlite3.Connection,
+        channel: _TxnChannel,
+        done: _Acks,
+    ) -> None:
+        """Serve one transaction body, in a savepoint, until it commits or rolls back."""
         self._active_txn = channel
         try:
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("SAVEPOINT t")
             except sqlite3.Error as exc:
-                _rollback(conn)
                 _settle(channel.loop, channel.started, exc=_storage_error("begin", exc))
                 return
             _settle(channel.loop, channel.started)
@@ -477,24 +545,24 @@ class SqlitePhysical:
             while True:
                 op, fut = channel.ops.get()
                 if op == _ROLLBACK:
-                    _rollback(conn)
+                    _undo_savepoint(conn, "t")
                     if fut is not None:
                         _settle(channel.loop, fut)
                     return
                 if op == _COMMIT:
                     assert fut is not None
                     if failed:
-                        _rollback(conn)
+                        _undo_savepoint(conn, "t")
                         err = StorageError("transaction rolled back after a failed operation")
                         _settle(channel.loop, fut, exc=err)
                         return
                     try:
-                        conn.execute("COMMIT")
+                        conn.execute("RELEASE t")
                     except sqlite3.Error as exc:
-                        _rollback(conn)
+                        _undo_savepoint(conn, "t")
                         _settle(channel.loop, fut, exc=_storage_error("commit", exc))
                         return
-                    _settle(channel.loop, fut)
+                    done.append((channel.loop, fut))  # acknowledged once the group commits
                     return
                 assert callable(op) and fut is not None
                 try:
