@@ -27,6 +27,7 @@ from strongroom.core.tokens import ROOT_PATH, TokenEntry, TokenStore
 from strongroom.logical.backend import Backend, BackendConfig
 from strongroom.logical.errors import (
     InvalidToken,
+    StrongroomError,
     PermissionDenied,
     Sealed,
     UnsupportedPath,
@@ -419,12 +420,23 @@ class Core:
         if token is not None and not unauth:
             await self._authorize(req, token, full_path, route.is_root_path(rel))
 
+        audit = self.audit
+        if audit is not None:
+            # fails closed: a request no audit device could record does not run
+            await audit.log_request(req, token, full_path)
         last_use = token is not None and token.num_uses != 0 and await self._use_token(token)
         try:
-            response = await route.backend.handle_request(req)
+            try:
+                response = await route.backend.handle_request(req)
+            except StrongroomError as err:
+                if audit is not None:
+                    await audit.log_error(req, token, full_path, err)
+                raise
             req.path = full_path
             if response is not None:
                 response = await self._finish_response(req, token, route, response)
+            if audit is not None:
+                await audit.log_response(req, token, full_path, response)
         finally:
             if last_use and token is not None:
                 await self.revoke_token(token)
