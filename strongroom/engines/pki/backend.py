@@ -7,6 +7,7 @@ revoke/tidy (P3) plug in independently. Routing takes the first matching path.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from typing import TYPE_CHECKING
@@ -50,6 +51,7 @@ class PkiBackend(FrameworkBackend):
     def __init__(self, config: BackendConfig, core: Core | None = None) -> None:
         self.core = core
         self.issuer_cache = IssuerCache()
+        self.issuers_lock = asyncio.Lock()  # serialises issuer/key changes in this process
         super().__init__(config)
         register_cache(config.storage, self.issuer_cache)
 
@@ -60,6 +62,16 @@ class PkiBackend(FrameworkBackend):
             if module is not None:
                 paths.extend(module.paths(self))  # type: ignore[attr-defined]
         return paths
+
+    async def initialize(self) -> None:
+        revocation = _import_optional("strongroom.engines.pki.revocation")
+        if revocation is not None and hasattr(revocation, "start_background"):
+            await revocation.start_background(self)
+
+    async def cleanup(self) -> None:
+        revocation = _import_optional("strongroom.engines.pki.revocation")
+        if revocation is not None and hasattr(revocation, "stop_background"):
+            await revocation.stop_background(self)
 
     def invalidate_issuers(self) -> None:
         """Forget cached signing material (called after this process changes issuers)."""

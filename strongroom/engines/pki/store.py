@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 import uuid
 import weakref
@@ -49,6 +50,7 @@ ALL_USAGES = ("read-only", "issuing-certificates", "crl-signing", "ocsp-signing"
 LEAF_BEHAVIORS = ("err", "truncate", "permit", "always_enforce_err")
 GENERATION_KEY = "config/issuers-generation"
 GENERATION_RECHECK_S = 1.0
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.S)
 
 
 class ReferenceNotFound(UserError):
@@ -104,6 +106,48 @@ def directly_issued_by(child: x509.Certificate, parent: x509.Certificate) -> boo
 
 def _now() -> int:
     return int(time.time())
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def split_pem_bundle(text: str) -> tuple[list[x509.Certificate], list[str]]:
+    """Certificates and private-key PEM blocks of a bundle (CRLs and EC parameters are skipped).
+
+    Certificates are deduplicated; text between blocks (OpenSSL's dumps) is ignored.
+    """
+    certs: list[x509.Certificate] = []
+    seen: set[bytes] = set()
+    keys: list[str] = []
+    for match in _PEM_BLOCK.finditer(text):
+        label, block = match.group(1), match.group(0)
+        if label in ("CERTIFICATE", "X509 CERTIFICATE"):
+            try:
+                cert = x509.load_pem_x509_certificate(
+                    block.replace("X509 CERTIFICATE", "CERTIFICATE").encode()
+                )
+            except ValueError:
+                raise UserError("unable to parse a certificate in the PEM bundle") from None
+            der = cert.public_bytes(serialization.Encoding.DER)
+            if der not in seen:
+                seen.add(der)
+                certs.append(cert)
+        elif label in ("CRL", "X509 CRL", "EC PARAMS", "EC PARAMETERS"):
+            continue
+        else:
+            keys.append(block)
+    if not certs and not keys:
+        raise UserError("provided PEM block contained no data")
+    return certs, keys
+
+
+def parse_pem_certificates(text: str) -> list[x509.Certificate]:
+    """Every certificate in a PEM text (UserError when one does not parse)."""
+    try:
+        return x509.load_pem_x509_certificates(text.strip().encode()) if text.strip() else []
+    except ValueError:
+        raise UserError("error parsing certificate: no valid PEM certificate found") from None
 
 
 # -- entries ------------------------------------------------------------------------------
@@ -523,15 +567,23 @@ async def import_key(storage: Storage, key: PrivateKey, name: str = "") -> tuple
     await write_key(storage, entry)
     if not await get_keys_default(storage):
         await put_keys_default(storage, entry.id)
+    config = await get_issuers_config(storage)
     for issuer in await list_issuers(storage):
         if not issuer.key_id and public_key_der(issuer.cert().public_key()) == spki:
             issuer.key_id = entry.id
             await write_issuer(storage, issuer)
+            if not config.default:
+                config.default = issuer.id
+                await put_issuers_config(storage, config)
     return entry, False
 
 
 async def import_issuer(
-    storage: Storage, cert: x509.Certificate, name: str = "", leaf_not_after_behavior: str = "err"
+    storage: Storage,
+    cert: x509.Certificate,
+    name: str = "",
+    leaf_not_after_behavior: str = "err",
+    issuer_id: str = "",
 ) -> tuple[IssuerEntry, bool]:
     """Store a CA certificate unless present; link it to a matching key. (entry, existed)."""
     der = cert.public_bytes(serialization.Encoding.DER)
@@ -545,7 +597,7 @@ async def import_issuer(
             key_id = key.id
             break
     entry = IssuerEntry(
-        id=str(uuid.uuid4()),
+        id=issuer_id or new_id(),
         name=name,
         key_id=key_id,
         certificate=cert_pem(cert) + "\n",
@@ -554,7 +606,7 @@ async def import_issuer(
     )
     await write_issuer(storage, entry)
     config = await get_issuers_config(storage)
-    if not config.default or config.default_follows_latest_issuer:
+    if not config.default and key_id:
         config.default = entry.id
         await put_issuers_config(storage, config)
     return entry, False
