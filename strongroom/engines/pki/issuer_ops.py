@@ -161,7 +161,7 @@ def issuer_view(entry: store.IssuerEntry) -> dict[str, Any]:
     return data
 
 
-def _bad_url(urls: list[str]) -> str:
+def bad_url(urls: list[str]) -> str:
     for url in urls:
         parsed = urlparse(url)
         if not parsed.scheme or not (parsed.netloc or parsed.scheme in ("ldap", "urn")):
@@ -348,7 +348,7 @@ class IssuerOps:
             if not wanted(name):
                 continue
             urls = [u for u in d[name] if u]
-            bad = _bad_url(urls)
+            bad = bad_url(urls)
             if bad and not templating:
                 raise UserError(
                     f"invalid URL found in Authority Information Access (AIA) parameter {name}: {bad}"
