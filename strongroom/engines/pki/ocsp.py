@@ -63,7 +63,7 @@ CONTENT_TYPE = "application/ocsp-response"
 REQUEST_CONTENT_TYPE = "application/ocsp-request"
 MAX_REQUEST_SIZE = 2048  # Vault's limit: a simple request is under 100 bytes
 MAX_NONCE_OCTETS = 32
-MAX_SLASH_REPAIR = 10  # see decode_get_segment
+MAX_SLASH_REPAIR = 8  # see decode_get_segment: at most 255 cheap tries
 
 
 class OcspMalformed(Exception):
@@ -136,28 +136,43 @@ def decode_get_segment(segment: str) -> bytes:
     """
     if not segment or len(segment) >= 4 * MAX_REQUEST_SIZE:
         raise OcspMalformed("empty or oversized request")
-    text = unquote(segment) if "%" in segment else segment
-    text = text.strip().rstrip("/")
+    text = (unquote(segment) if "%" in segment else segment).strip()
     if len(text) >= MAX_REQUEST_SIZE * 4 // 3 + 4:
         raise OcspMalformed("request is too large")
-    der = _b64_to_der(text)
-    if der is not None:
-        return der
-    slashes = [i for i, ch in enumerate(text) if ch == "/"]
-    if 0 < len(slashes) <= MAX_SLASH_REPAIR:
-        for mask in range(1, 1 << len(slashes)):
-            pieces: list[str] = []
-            last = 0
-            for bit, pos in enumerate(slashes):
-                if mask >> bit & 1:
-                    pieces.append(text[last:pos])
-                    pieces.append("/")
-                    last = pos
-            pieces.append(text[last:])
-            der = _b64_to_der("".join(pieces))
-            if der is not None:
-                return der
+    # '/' is a base64 letter, so a trailing one may be data: try the text as is first
+    for candidate in dict.fromkeys((text, text.rstrip("/"))):
+        der = _b64_to_der(candidate) or _repair_slashes(candidate)
+        if der is not None:
+            return der
     raise OcspMalformed("request is not base64 of a DER OCSP request")
+
+
+def _repair_slashes(text: str) -> bytes | None:
+    """Try re-doubling each subset of the slashes (at most 2**MAX_SLASH_REPAIR cheap tries)."""
+    slashes = [i for i, ch in enumerate(text) if ch == "/"]
+    if not 0 < len(slashes) <= MAX_SLASH_REPAIR:
+        return None
+    for mask in range(1, 1 << len(slashes)):
+        pieces: list[str] = []
+        last = 0
+        for bit, pos in enumerate(slashes):
+            if mask >> bit & 1:
+                pieces.append(text[last:pos])
+                pieces.append("/")
+                last = pos
+        pieces.append(text[last:])
+        der = _b64_to_der("".join(pieces))
+        if der is not None and _parses(der):  # a length match alone could be a wrong guess
+            return der
+    return None
+
+
+def _parses(der: bytes) -> bool:
+    try:
+        ocsp.load_der_ocsp_request(der)
+    except Exception:
+        return False
+    return True
 
 
 # -- requests -----------------------------------------------------------------------------
