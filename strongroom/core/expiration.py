@@ -42,6 +42,7 @@ from strongroom.core.tokens import BATCH, SERVICE, TokenEntry, random_base62, sa
 from strongroom.core.ttl import calculate_ttl
 from strongroom.logical.errors import (
     CodedError,
+    PermissionDenied,
     Sealed,
     StrongroomError,
     UnsupportedOperation,
@@ -406,6 +407,19 @@ class ExpirationManager:
     ) -> None:
         mount = route.entry
         token_policies = sanitize_policies(auth.policies, not auth.no_default_policy)
+        if self.core.identity is not None and auth.alias_name and not auth.entity_id:
+            # the login's entity: found (or created) through its alias on this mount; the
+            # alias metadata follows the login, external group membership its group aliases
+            entity = await self.core.identity.create_or_fetch_entity(
+                alias_name=auth.alias_name,
+                mount_accessor=mount.accessor,
+                mount_type=mount.type,
+                metadata=dict(auth.alias_metadata),
+                group_alias_names=list(auth.group_alias_names),
+            )
+            if entity.get("disabled"):
+                raise PermissionDenied()
+            auth.entity_id = str(entity["id"])
         identity_policies: list[str] = []
         if self.core.identity is not None and auth.entity_id:
             extra, _ = await self.core.identity.policies_for(auth.entity_id)
