@@ -62,14 +62,15 @@ def build_core(physical: Storage, **options: Any) -> Core:
         return SystemBackend(config, core, sources)
 
     core.factories["system"] = system_factory
-    for kind, name in _SECRET_ENGINES.items():
-        module = _optional(name)
-        if module is not None:
-            core.factories[kind] = _bind(module.factory, core)
-    for kind, name in _AUTH_METHODS.items():
-        module = _optional(name)
-        if module is not None:
-            core.auth_factories[kind] = _bind(module.factory, core)
+    for table, registry in ((core.factories, _SECRET_ENGINES), (core.auth_factories, _AUTH_METHODS)):
+        for kind, name in registry.items():
+            module = _optional(name)
+            factory = getattr(module, "factory", None) if module is not None else None
+            if factory is None:
+                if module is not None:
+                    log.warning("%s has no factory; mount type %r is unavailable", name, kind)
+                continue
+            table[kind] = _bind(factory, core)
 
     seal_module = _optional("strongroom.core.system_seal")
     if seal_module is not None:
