@@ -24,6 +24,7 @@ import base64
 import binascii
 import datetime as dt
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -336,8 +337,10 @@ def subject_name(role: RoleEntry, names: ResolvedNames) -> x509.Name:
 
     def add(oid: x509.ObjectIdentifier, values: list[str]) -> None:
         for value in _dedupe(values):
-            # Go does not insist on 2-letter countries; cryptography would refuse them
-            attrs.append(x509.NameAttribute(oid, value, _validate=False))
+            # Go does not insist on 2-letter countries; cryptography would refuse (or warn)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                attrs.append(x509.NameAttribute(oid, value, _validate=False))
 
     add(NameOID.COUNTRY_NAME, role.country)
     add(NameOID.STATE_OR_PROVINCE_NAME, role.province)

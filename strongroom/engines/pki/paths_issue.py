@@ -13,9 +13,9 @@ lease that runs to NotAfter, whose internal data names the serial and issuer.
 
 Lease revocation (P3): core revokes a lease by sending ``Operation.REVOKE`` to the
 path that created it. Routing takes the first matching path, so these issue/sign
-paths must carry the REVOKE handler themselves: when the backend has a
-``revoke_lease_handler`` attribute at build time, every path here declares
-``Operation.REVOKE: PathOperation(backend.revoke_lease_handler)``.
+paths carry the REVOKE handler themselves: ``backend.revoke_lease_handler`` when the
+backend has one at build time, else ``revocation.revoke_lease_handler(backend)``
+when P3's module provides that factory (see :func:`lease_revoke_handler`).
 """
 
 from __future__ import annotations
@@ -173,6 +173,23 @@ async def template_resolver(backend: PkiBackend, req: Request, role: RoleEntry) 
     return resolve
 
 
+def lease_revoke_handler(backend: PkiBackend) -> Handler | None:
+    """P3's REVOKE handler for leases of issued certificates, if it is available.
+
+    ``backend.revoke_lease_handler`` (a handler) wins; otherwise
+    ``revocation.revoke_lease_handler(backend)`` (a factory) when that module exists.
+    """
+    handler: Handler | None = getattr(backend, "revoke_lease_handler", None)
+    if handler is not None:
+        return handler
+    try:
+        from strongroom.engines.pki import revocation
+    except ModuleNotFoundError:
+        return None
+    factory = getattr(revocation, "revoke_lease_handler", None)
+    return None if factory is None else factory(backend)
+
+
 def paths(backend: PkiBackend) -> list[Path]:
     async def respond(
         req: Request, role: RoleEntry, inp: IssueInput, issuer: store.SigningIssuer, issued: Issued
@@ -262,7 +279,7 @@ def paths(backend: PkiBackend) -> list[Path]:
 
         return handler
 
-    revoke = getattr(backend, "revoke_lease_handler", None)
+    revoke = lease_revoke_handler(backend)
 
     def ops(handler: Handler, summary: str) -> dict[Operation, PathOperation]:
         out = {Operation.UPDATE: PathOperation(handler, summary)}
