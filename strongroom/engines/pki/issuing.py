@@ -23,6 +23,7 @@ import asyncio
 import base64
 import binascii
 import datetime as dt
+import functools
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -545,18 +546,8 @@ async def _build_off_loop(
     verbatim_csr: x509.CertificateSigningRequest | None,
 ) -> x509.Certificate:
     """Sign in a worker thread when the issuer key is RSA (a 4096-bit signature takes milliseconds)."""
-    if isinstance(issuer.private_key, rsa.RSAPrivateKey):
-        return await asyncio.to_thread(
-            build_certificate,
-            role,
-            names,
-            public_key,
-            issuer,
-            validity,
-            ec_signature_bits=ec_signature_bits,
-            verbatim_csr=verbatim_csr,
-        )
-    return build_certificate(
+    build = functools.partial(
+        build_certificate,
         role,
         names,
         public_key,
@@ -565,6 +556,9 @@ async def _build_off_loop(
         ec_signature_bits=ec_signature_bits,
         verbatim_csr=verbatim_csr,
     )
+    if isinstance(issuer.private_key, rsa.RSAPrivateKey):
+        return await asyncio.to_thread(build)
+    return build()
 
 
 # -- the response ---------------------------------------------------------------------------

@@ -1019,3 +1019,15 @@ async def test_sign_with_json_names_when_role_ignores_csr(pki: Harness) -> None:
     assert cn_of(cert) == "json.example.com"
     assert san_of(cert)["dns"] == ["json.example.com", "j2.example.com"]
     assert body["warnings"] is None
+
+
+async def test_revoking_the_lease_revokes_the_certificate(pki: Harness) -> None:
+    await role(pki, "leased", {"allow_any_name": True, "key_type": "ec", "generate_lease": True})
+    r = await pki.call("POST", "pki/issue/leased", json={"common_name": "a.test"})
+    assert r.status_code == 200, r.text
+    lease_id, serial = r.json()["lease_id"], r.json()["data"]["serial_number"]
+    before = (await pki.call("GET", f"pki/cert/{serial}")).json()["data"]
+    assert before.get("revocation_time", 0) == 0
+    assert (await pki.call("PUT", "sys/leases/revoke", json={"lease_id": lease_id})).status_code == 204
+    after = (await pki.call("GET", f"pki/cert/{serial}")).json()["data"]
+    assert after["revocation_time"] > 0
