@@ -248,42 +248,45 @@ class Tidier:
         issuers = {e.id for e in await store.list_issuers(self.storage)}
         rebuild = False
         index = 0
-        async with self.manager.revoke_lock:
-            async for serial in self._pages(revocation.REVOKED_PREFIX):
-                index += 1
-                self.status.message = f"Tidying revoked certificates: checking certificate {index}"
-                await self._between(config, index)
-                record = await revocation.load_revoked(self.storage, serial)
-                if record is None:
-                    continue
-                changed = False
-                stored = None
-                if record.issuer_id not in issuers or not record.not_after:
-                    stored = await store.load_certificate(self.storage, serial)
-                if stored is not None and not record.not_after:
-                    record.not_after = int(stored.certificate.not_valid_after_utc.timestamp())
-                    changed = True
-                if config.flags["tidy_revoked_cert_issuer_associations"] and record.issuer_id not in issuers:
-                    self.status.counts["missing_issuer_cert_count"] += 1
-                    found = (
-                        ""
-                        if stored is None
-                        else await revocation.find_issuer_of(self.storage, stored.certificate)
-                    )
-                    changed = changed or found != record.issuer_id
-                    record.issuer_id = found
-                if config.flags["tidy_revoked_certs"] and self._expired_past(
-                    record.not_after, config.buffers["safety_buffer"]
-                ):
-                    # only now, well past its expiry, may the serial leave the CRL (CVE-2021-29653)
-                    await self.storage.delete(revocation.REVOKED_PREFIX + serial)
-                    await self.storage.delete("certs/" + serial)
-                    self.status.counts["revoked_cert_deleted_count"] += 1
-                    rebuild = True
-                elif changed:
-                    await put_json(self.storage, revocation.REVOKED_PREFIX + serial, record.__dict__)
+        async for serial in self._pages(revocation.REVOKED_PREFIX):
+            index += 1
+            self.status.message = f"Tidying revoked certificates: checking certificate {index}"
+            await self._between(config, index)  # never sleeps holding the revocation lock
+            async with self.manager.revoke_lock:
+                rebuild = await self._tidy_one_revoked(config, serial, issuers) or rebuild
         if rebuild and not (await revocation.load_config(self.storage)).auto_rebuild:
             await revocation.rebuild(self.storage, self.manager)
+
+    async def _tidy_one_revoked(self, config: TidyConfig, serial: str, issuers: set[str]) -> bool:
+        """Fix or drop one revocation record; True when it left the CRL."""
+        record = await revocation.load_revoked(self.storage, serial)
+        if record is None:
+            return False
+        changed = False
+        stored = None
+        if record.issuer_id not in issuers or not record.not_after:
+            stored = await store.load_certificate(self.storage, serial)
+        if stored is not None and not record.not_after:
+            record.not_after = int(stored.certificate.not_valid_after_utc.timestamp())
+            changed = True
+        if config.flags["tidy_revoked_cert_issuer_associations"] and record.issuer_id not in issuers:
+            self.status.counts["missing_issuer_cert_count"] += 1
+            found = (
+                "" if stored is None else await revocation.find_issuer_of(self.storage, stored.certificate)
+            )
+            changed = changed or found != record.issuer_id
+            record.issuer_id = found
+        if config.flags["tidy_revoked_certs"] and self._expired_past(
+            record.not_after, config.buffers["safety_buffer"]
+        ):
+            # only now, well past its expiry, may the serial leave the CRL (CVE-2021-29653)
+            await self.storage.delete(revocation.REVOKED_PREFIX + serial)
+            await self.storage.delete("certs/" + serial)
+            self.status.counts["revoked_cert_deleted_count"] += 1
+            return True
+        if changed:
+            await put_json(self.storage, revocation.REVOKED_PREFIX + serial, record.__dict__)
+        return False
 
     async def _tidy_expired_issuers(self, config: TidyConfig) -> None:
         default = (await store.get_issuers_config(self.storage)).default
@@ -400,9 +403,12 @@ def paths(backend: PkiBackend) -> list[Path]:
         config = await load_auto_tidy(tidier.storage)
         if not config.enabled or tidier.running() or not config.any_enabled():
             return
-        if revocation.now() - await last_run(tidier.storage) >= config.interval_duration:
-            await put_json(tidier.storage, LAST_RUN_KEY, {"time": revocation.now()})
-            tidier.start(config)
+        # claim the run in a transaction: in a multi-process node only one worker starts it
+        async with tidier.storage.transaction() as txn:
+            if revocation.now() - await last_run(txn) < config.interval_duration:
+                return
+            await put_json(txn, LAST_RUN_KEY, {"time": revocation.now()})
+        tidier.start(config)
 
     tidier.manager.periodic_hooks.append(auto_tidy_hook)
 
@@ -426,7 +432,6 @@ def paths(backend: PkiBackend) -> list[Path]:
         data = tidier.view()
         ran = await last_run(storage)
         data["last_auto_tidy_finished"] = revocation.rfc3339(ran) if ran else "0001-01-01T00:00:00Z"
-        data["current_revoked_cert_count"] = None
         return Response(data=data)
 
     async def tidy_status(req: Request, d: FieldData) -> Response | None:

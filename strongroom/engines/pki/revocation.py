@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 import time
@@ -144,14 +145,6 @@ class RevokedRecord:
         return RevokedEntry(serial, dt.datetime.fromtimestamp(self.revocation_time, dt.UTC))
 
 
-def serial_key(serial: str) -> str:
-    """Storage form of a serial typed by a user (colon, hyphen or bare hex, any case)."""
-    key = store.normalize_serial(serial)
-    if not key or any(c not in "0123456789abcdef:" for c in key):
-        raise UserError(f"certificate with serial {serial} not found.")
-    return key
-
-
 async def load_revoked(storage: Storage, serial: str) -> RevokedRecord | None:
     raw = await get_json(storage, REVOKED_PREFIX + serial)
     return None if raw is None else RevokedRecord.from_json(raw)
@@ -198,7 +191,6 @@ class RevocationManager:
         self._wanted: set[str] = set()
         self._worker: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
-        self.last_error = ""
 
     # background rebuilds ------------------------------------------------------------------
 
@@ -216,8 +208,7 @@ class RevocationManager:
                     await rebuild(self.storage, self)
                 else:
                     await rebuild_delta(self.storage, self)
-            except Exception as err:  # logged and retried by the next fetch or tick
-                self.last_error = str(err)
+            except Exception:  # logged; the next fetch or tick retries
                 log.exception("background CRL rebuild failed")
 
     async def wait_idle(self) -> None:
@@ -253,13 +244,14 @@ class RevocationManager:
         """One round of periodic work (Vault's periodicFunc): CRL expiry, deltas, hooks."""
         config = await load_config(self.storage)
         if config.auto_rebuild and not config.disable:
-            grace = config.seconds("auto_rebuild_grace_period")
-            moment = now()
+            horizon = now() + config.seconds("auto_rebuild_grace_period")
             due = await self.storage.get(DIRTY_KEY) is not None
-            for issuer_id in await store.list_issuer_ids(self.storage):
-                state = await load_state(self.storage, issuer_id)
-                if not state.get("next_update") or moment >= float(state["next_update"]) - grace:
-                    due = True
+            for entry in await store.list_issuers(self.storage):
+                if entry.key_id and "crl-signing" in entry.usage:  # only issuers that get a CRL
+                    due = (
+                        due
+                        or float((await load_state(self.storage, entry.id)).get("next_update", 0)) <= horizon
+                    )
             if due:
                 await rebuild(self.storage, self)
             elif config.enable_delta and await self.storage.get(DELTA_DIRTY_KEY) is not None:
@@ -329,9 +321,8 @@ async def _store_crl(
                 state["next_update"] = next_update
                 state["delta_number"] = 0
             await put_json(txn, STATE_PREFIX + member, state)
+            # an older delta stays valid against a newer base (RFC 5280 §5.2.4) until replaced
             await txn.put((DELTA_PREFIX if delta else FULL_PREFIX) + member, der)
-            if not delta:
-                await txn.delete(DELTA_PREFIX + member)
 
 
 @dataclass
@@ -367,24 +358,20 @@ async def _sign_group(
     signer = await store.load_signing_issuer(storage, group.signer)
     number = await _allocate_number(storage, group.members)
     moment = now()
-    this_update = dt.datetime.fromtimestamp(moment, dt.UTC)
     next_update_ts = int(moment) + config.seconds("expiry")
-    freshest = signer.aia.delta_crl_distribution_points if config.enable_delta else []
-    kwargs: dict[str, Any] = {
-        "issuer_cert": signer.certificate,
-        "issuer_key": signer.private_key,
-        "entries": entries,
-        "crl_number": number,
-        "this_update": this_update,
-        "next_update": dt.datetime.fromtimestamp(next_update_ts, dt.UTC),
-        "delta_base": delta_base,
-        "revocation_sig_alg": signer.revocation_signature_algorithm,
-        "freshest_crl_urls": freshest,
-    }
-    if len(entries) > THREAD_THRESHOLD:
-        der = await asyncio.to_thread(lambda: build_crl(**kwargs))
-    else:
-        der = build_crl(**kwargs)
+    build = functools.partial(
+        build_crl,
+        issuer_cert=signer.certificate,
+        issuer_key=signer.private_key,
+        entries=entries,
+        crl_number=number,
+        this_update=dt.datetime.fromtimestamp(moment, dt.UTC),
+        next_update=dt.datetime.fromtimestamp(next_update_ts, dt.UTC),
+        delta_base=delta_base,
+        revocation_sig_alg=signer.revocation_signature_algorithm,
+        freshest_crl_urls=signer.aia.delta_crl_distribution_points if config.enable_delta else [],
+    )
+    der = await asyncio.to_thread(build) if len(entries) > THREAD_THRESHOLD else build()
     await _store_crl(
         storage, group.members, der, number, delta=delta_base is not None, next_update=next_update_ts
     )
@@ -412,10 +399,12 @@ def _assign(
         when = dt.datetime.fromtimestamp(entry.revocation_time or now(), dt.UTC)
         for other_id, slot in index.items():
             if other_id != entry.id and _issued_by(certs[entry.id], certs[other_id]):
-                bucket = out.setdefault(slot, [])
-                if all(e.serial != certs[entry.id].serial_number for e in bucket):
-                    bucket.append(RevokedEntry(certs[entry.id].serial_number, when))
+                out.setdefault(slot, []).append(RevokedEntry(certs[entry.id].serial_number, when))
     return out
+
+
+def _lock(manager: RevocationManager | None) -> asyncio.Lock:
+    return manager.rebuild_lock if manager is not None else asyncio.Lock()
 
 
 async def rebuild(
@@ -426,82 +415,106 @@ async def rebuild(
     Vault's rules: a disabled CRL is not rebuilt unless forced (rotate, config
     change), and then it is signed empty.
     """
-    lock = manager.rebuild_lock if manager is not None else asyncio.Lock()
-    async with lock:
-        config = await load_config(storage)
-        dirty = await storage.get(DIRTY_KEY)
-        if config.disable and not force:
-            await _clear_marker(storage, DIRTY_KEY, dirty)
-            return []
-        wal = [n for n in await storage.list(WAL_PREFIX) if not n.endswith("/")]
-        issuers = await store.list_issuers(storage)
-        groups, index = _groups(issuers)
-        default_id = (await store.get_issuers_config(storage)).default
-        records = [] if config.disable else await list_revoked_records(storage)
-        assigned = _assign(records, issuers, index, default_id)
-        warnings: list[str] = []
-        for slot, group in enumerate(groups):
-            if not group.signer:
-                warnings.append(
-                    f"no issuer among {', '.join(group.members)} has the crl-signing usage; skipped"
-                )
-                continue
-            await _sign_group(storage, group, assigned.get(slot, []), config, delta_base=None)
-        for name in wal:
-            await storage.delete(WAL_PREFIX + name)
+    async with _lock(manager):
+        return await _rebuild_locked(storage, force)
+
+
+async def _rebuild_locked(storage: Storage, force: bool) -> list[str]:
+    config = await load_config(storage)
+    dirty = await storage.get(DIRTY_KEY)
+    if config.disable and not force:
         await _clear_marker(storage, DIRTY_KEY, dirty)
+        return []
+    # Snapshot the WAL before listing revocations: every snapshotted entry is then on
+    # the new complete CRL; later ones stay in the WAL for the next delta.
+    wal = [n for n in await storage.list(WAL_PREFIX) if not n.endswith("/")]
+    issuers = await store.list_issuers(storage)
+    groups, index = _groups(issuers)
+    default_id = (await store.get_issuers_config(storage)).default
+    records = [] if config.disable else await list_revoked_records(storage)
+    assigned = _assign(records, issuers, index, default_id)
+    warnings: list[str] = []
+    for slot, group in enumerate(groups):
+        if not group.signer:
+            warnings.append(f"no issuer among {', '.join(group.members)} has the crl-signing usage; skipped")
+            continue
+        await _sign_group(storage, group, assigned.get(slot, []), config, delta_base=None)
+    for name in wal:
+        await storage.delete(WAL_PREFIX + name)
+    await _clear_marker(storage, DIRTY_KEY, dirty)
     if config.enable_delta and not config.disable:
-        warnings += await rebuild_delta(storage, manager)
+        warnings += await _rebuild_delta_locked(storage)
     return warnings
 
 
 async def rebuild_delta(storage: Storage, manager: RevocationManager | None = None) -> list[str]:
     """Sign a delta CRL per group: the WAL entries, based on the group's last complete CRL."""
-    lock = manager.rebuild_lock if manager is not None else asyncio.Lock()
-    async with lock:
-        config = await load_config(storage)
-        dirty = await storage.get(DELTA_DIRTY_KEY)
-        if config.disable or not config.enable_delta:
-            await _clear_marker(storage, DELTA_DIRTY_KEY, dirty)
-            return []
-        issuers = await store.list_issuers(storage)
-        groups, index = _groups(issuers)
-        default_id = (await store.get_issuers_config(storage)).default
-        records: list[RevokedRecord] = []
-        for name in await storage.list(WAL_PREFIX):
-            record = None if name.endswith("/") else await load_revoked(storage, name)
-            if record is not None:
-                records.append(record)
-        assigned = _assign(records, [], index, default_id) if records else {}
-        warnings: list[str] = []
-        for slot, group in enumerate(groups):
-            if not group.signer:
-                continue
-            states = [await load_state(storage, m) for m in group.members]
-            base = max(int(state.get("full_number", 0)) for state in states)
-            if base == 0:
-                warnings.append("no complete CRL to base a delta CRL on; rebuild the complete CRL first")
-                continue
-            await _sign_group(storage, group, assigned.get(slot, []), config, delta_base=base)
+    async with _lock(manager):
+        return await _rebuild_delta_locked(storage)
+
+
+async def _rebuild_delta_locked(storage: Storage) -> list[str]:
+    config = await load_config(storage)
+    dirty = await storage.get(DELTA_DIRTY_KEY)
+    if config.disable or not config.enable_delta:
         await _clear_marker(storage, DELTA_DIRTY_KEY, dirty)
-        return warnings
+        return []
+    issuers = await store.list_issuers(storage)
+    groups, index = _groups(issuers)
+    default_id = (await store.get_issuers_config(storage)).default
+    records: list[RevokedRecord] = []
+    for name in await storage.list(WAL_PREFIX):
+        record = None if name.endswith("/") else await load_revoked(storage, name)
+        if record is not None:
+            records.append(record)
+    assigned = _assign(records, [], index, default_id) if records else {}
+    warnings: list[str] = []
+    for slot, group in enumerate(groups):
+        if not group.signer:
+            continue
+        states = [await load_state(storage, m) for m in group.members]
+        base = max(int(state.get("full_number", 0)) for state in states)
+        if base == 0:
+            warnings.append("no complete CRL to base a delta CRL on; rebuild the complete CRL first")
+            continue
+        await _sign_group(storage, group, assigned.get(slot, []), config, delta_base=base)
+    await _clear_marker(storage, DELTA_DIRTY_KEY, dirty)
+    return warnings
+
+
+async def _full_owed(storage: Storage, issuer_id: str) -> tuple[bool, bool]:
+    """(rebuild needed, CRL missing): missing, past NextUpdate, or a revocation not on it yet."""
+    missing = await storage.get(FULL_PREFIX + issuer_id) is None
+    entry = await store.fetch_issuer(storage, issuer_id)
+    if entry is None or not entry.key_id:
+        return False, missing  # an issuer without a key here never has a CRL of its own
+    if missing:  # a rebuild cannot help an issuer that may not sign CRLs (or a keyless group)
+        return "crl-signing" in entry.usage, True
+    config = await load_config(storage)
+    state = await load_state(storage, issuer_id)
+    expired = not config.disable and float(state.get("next_update", 0)) <= now()
+    return expired or await storage.get(DIRTY_KEY) is not None, False
 
 
 async def crl_der(
     storage: Storage, manager: RevocationManager | None, issuer_id: str, *, delta: bool
 ) -> bytes:
-    """The stored CRL of one issuer, rebuilt first when owed, missing or past NextUpdate."""
-    config = await load_config(storage)
-    full = await storage.get(FULL_PREFIX + issuer_id)
-    state = await load_state(storage, issuer_id)
-    expired = not config.disable and float(state.get("next_update", 0)) <= now()
-    if full is None or expired or await storage.get(DIRTY_KEY) is not None:
-        await rebuild(storage, manager, force=full is None)
-        full = await storage.get(FULL_PREFIX + issuer_id)
+    """The stored CRL of one issuer, rebuilt first when owed.
+
+    The need is checked again under the rebuild lock, so a crowd of clients
+    fetching an expired CRL at once causes one rebuild, not one each.
+    """
+    if (await _full_owed(storage, issuer_id))[0]:
+        async with _lock(manager):
+            owed, missing = await _full_owed(storage, issuer_id)
+            if owed:
+                await _rebuild_locked(storage, force=missing)
     if not delta:
-        return full or b""
-    if config.enable_delta and await storage.get(DELTA_DIRTY_KEY) is not None:
-        await rebuild_delta(storage, manager)
+        return await storage.get(FULL_PREFIX + issuer_id) or b""
+    if await storage.get(DELTA_DIRTY_KEY) is not None:
+        async with _lock(manager):
+            if await storage.get(DELTA_DIRTY_KEY) is not None:
+                await _rebuild_delta_locked(storage)
     return await storage.get(DELTA_PREFIX + issuer_id) or b""
 
 
