@@ -32,6 +32,7 @@ import base64
 import binascii
 import datetime as dt
 import enum
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -63,6 +64,9 @@ CONTENT_TYPE = "application/ocsp-response"
 REQUEST_CONTENT_TYPE = "application/ocsp-request"
 MAX_REQUEST_SIZE = 2048  # Vault's limit: a simple request is under 100 bytes
 MAX_NONCE_OCTETS = 32
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    h.name: h for h in (hashes.SHA1, hashes.SHA224, hashes.SHA256, hashes.SHA384, hashes.SHA512)
+}
 MAX_SLASH_REPAIR = 8  # see decode_get_segment: at most 255 cheap tries
 
 
@@ -191,6 +195,8 @@ def parse_request(der: bytes) -> ParsedRequest:
         extensions = req.extensions
     except Exception as err:  # cryptography raises ValueError and friends on bad DER
         raise OcspMalformed("request does not parse") from err
+    if algorithm.name not in _HASHES:
+        raise OcspMalformed("unsupported CertID hash algorithm")
     if algorithm.digest_size != len(name_hash) or algorithm.digest_size != len(key_hash):
         raise OcspMalformed("CertID hash lengths do not match the algorithm")
     nonce: bytes | None = None
@@ -230,6 +236,13 @@ def _spki_bit_string(cert: x509.Certificate) -> bytes:
 
 def issuer_hashes(cert: x509.Certificate, algorithm: hashes.HashAlgorithm) -> tuple[bytes, bytes]:
     """(issuer name hash, issuer key hash) of ``cert`` as an OCSP CertID would carry them."""
+    return _cached_hashes(cert, algorithm.name)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_hashes(cert: x509.Certificate, algorithm_name: str) -> tuple[bytes, bytes]:
+    # every OCSP request hashes every issuer: cache per (certificate, hash algorithm)
+    algorithm = _HASHES[algorithm_name]()
     name = hashes.Hash(algorithm)
     name.update(cert.subject.public_bytes())
     key = hashes.Hash(algorithm)

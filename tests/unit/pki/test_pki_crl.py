@@ -383,3 +383,18 @@ async def test_a_revoked_intermediate_lands_on_its_parents_crl(pki: Pki) -> None
     assert root_crl.get_revoked_certificate_by_serial_number(inter.serial_number) is not None
     int_crl = await pki.crl(f"issuer/{entry.id}/crl/der")
     assert int_crl.issuer == inter.subject and len(int_crl) == 0
+
+
+async def test_an_owed_rebuild_survives_a_restart(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CVE-2022-41316's lesson: a revocation acknowledged before a restart is on the first CRL served after."""
+    assert (await pki.call("POST", "config/crl", json={"auto_rebuild": True})).status_code == 200
+    await pki.crl()
+    manager = revocation.manager_for(pki.backend)
+    monkeypatch.setattr(manager, "schedule", lambda kind: None)  # "crash" before the background rebuild
+    cert = await pki.leaf()
+    await pki.revoke(cert)
+    await pki.h.core.seal()
+    for key in pki.h.keys:
+        await pki.h.core.submit_unseal_key(key)
+    crl = await pki.crl()
+    assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
