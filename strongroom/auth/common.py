@@ -14,19 +14,29 @@ back exactly when Vault would.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
 import hashlib
 import hmac
 import ipaddress
+import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strongroom.durations import parse_duration
 from strongroom.framework.fields import Field, FieldData, FieldType
 from strongroom.logical.errors import UserError
 from strongroom.logical.request import Auth
+from strongroom.logical.storage import Storage, get_json, put_json
+
+if TYPE_CHECKING:
+    from strongroom.core.core import Core
+
+log = logging.getLogger("strongroom.auth")
 
 __all__ = [
     "LEGACY_TOKEN_FIELDS",
@@ -34,9 +44,11 @@ __all__ = [
     "TOKEN_TYPES",
     "LockoutPolicy",
     "LoginLockout",
+    "StoredLoginLockout",
     "TokenParams",
     "check_cidrs",
     "cidrs_subset",
+    "mount_lockout_policy",
     "parse_cidrs",
     "parse_policies",
     "token_fields",
@@ -360,29 +372,60 @@ class LockoutPolicy:
 
     @classmethod
     def from_mount_config(cls, raw: Mapping[str, Any] | None) -> LockoutPolicy:
-        """Read ``user_lockout_config`` from a mount tune; bad or missing values keep the defaults."""
+        """Read ``user_lockout_config`` from a mount tune; bad, zero or missing values keep the defaults.
+
+        ``sys/auth/<path>/tune`` stores the keys as ``user_lockout_threshold``,
+        ``user_lockout_duration``, ``user_lockout_counter_reset_duration`` (seconds) and
+        ``user_lockout_disable``, the names a tune read shows; the request names
+        (``lockout_threshold``, ``lockout_duration``, ``lockout_counter_reset[_duration]``,
+        ``lockout_disable``) are read too. A stored name wins over a request name.
+        """
         base = cls()
         if not raw:
             return base
 
-        def duration(key: str, default: int) -> int:
+        def pick(*keys: str) -> Any:
+            for key in keys:
+                value = raw.get(key)
+                if value not in ("", None, 0):
+                    return value
+            return None
+
+        def duration(default: int, *keys: str) -> int:
+            value = pick(*keys)
+            if value is None:
+                return default
             try:
-                value = parse_duration(raw[key]) if key in raw and raw[key] not in ("", None) else default
+                seconds = parse_duration(value)
             except (ValueError, TypeError):
                 return default
-            return value or default
+            return seconds or default
 
         try:
-            threshold = int(raw.get("lockout_threshold") or base.threshold)
+            threshold = int(pick("user_lockout_threshold", "lockout_threshold") or base.threshold)
         except (ValueError, TypeError):
             threshold = base.threshold
-        disabled = str(raw.get("lockout_disable", "")).lower() in ("1", "t", "true")
+        disable = raw.get("user_lockout_disable", raw.get("lockout_disable", ""))
+        disabled = str(disable).lower() in ("1", "t", "true")
         return cls(
             threshold=max(threshold, 1),
-            duration=duration("lockout_duration", base.duration),
-            counter_reset=duration("lockout_counter_reset", base.counter_reset),
+            duration=duration(base.duration, "user_lockout_duration", "lockout_duration"),
+            counter_reset=duration(
+                base.counter_reset,
+                "user_lockout_counter_reset_duration",
+                "lockout_counter_reset_duration",
+                "lockout_counter_reset",
+            ),
             disabled=disabled,
         )
+
+
+def mount_lockout_policy(core: Core | None, mount_accessor: str) -> LockoutPolicy:
+    """The lockout policy an auth mount is tuned to now (the defaults when it is not found)."""
+    entry = None
+    if core is not None and mount_accessor:
+        entry = core.auth_mounts.find_by_accessor(mount_accessor)
+    return LockoutPolicy.from_mount_config(entry.config.user_lockout_config if entry else None)
 
 
 @dataclass
@@ -390,6 +433,22 @@ class _Failures:
     count: int = 0
     last: float = 0.0
     locked_until: float = 0.0
+
+
+def _count_failure(entry: _Failures | None, now: float, policy: LockoutPolicy) -> _Failures:
+    """One more failed login for an alias: the counting rule both lockouts share.
+
+    A counter idle for longer than ``counter_reset`` (and not locked) starts over;
+    reaching the threshold locks the alias for ``duration`` and zeroes the count.
+    """
+    if entry is None or (now - entry.last > policy.counter_reset and entry.locked_until <= now):
+        entry = _Failures()
+    entry.count += 1
+    entry.last = now
+    if entry.count >= policy.threshold:
+        entry.locked_until = now + policy.duration
+        entry.count = 0
+    return entry
 
 
 class LoginLockout:
@@ -425,20 +484,16 @@ class LoginLockout:
             return
         now = self._now()
         key = self._hash(alias)
-        entry = self._entries.get(key)
-        if entry is None or (now - entry.last > policy.counter_reset and entry.locked_until <= now):
-            entry = _Failures()
-            self._entries[key] = entry
-        entry.count += 1
-        entry.last = now
-        if entry.count >= policy.threshold:
-            entry.locked_until = now + policy.duration
-            entry.count = 0
+        self._entries[key] = _count_failure(self._entries.get(key), now, policy)
         if len(self._entries) > self.max_entries:
             self._prune(now, policy)
 
     def success(self, alias: str) -> None:
         self._entries.pop(self._hash(alias), None)
+
+    def unlock(self, alias: str) -> None:
+        """Forget an alias's failures and lock (``sys/locked-users/.../unlock``); this process only."""
+        self.success(alias)
 
     def _prune(self, now: float, policy: LockoutPolicy) -> None:
         stale = [
@@ -448,3 +503,175 @@ class LoginLockout:
         ]
         for k in stale:
             del self._entries[k]
+
+
+class StoredLoginLockout:
+    """Per-alias failed-login counters kept in a mount's storage, shared by every process of a node.
+
+    :class:`LoginLockout` keeps its counters in one process's memory; a node that runs
+    several HTTP workers would then allow ``threshold`` guesses *per worker*, and lose
+    every lock on a restart. This variant stores each counter under the mount
+    (``lockout/<hmac of alias>``, value encrypted by the barrier like all mount data),
+    with the same :class:`LockoutPolicy` and the same counting rule.
+
+    An attempt is counted *before* the credential is checked (:meth:`attempt`), inside a
+    storage transaction, and a successful login then clears the counter
+    (:meth:`success`). Counting first means a burst of parallel guesses cannot all pass
+    the "is it locked?" check before the first failure is written: at most
+    ``threshold`` guesses per window are ever evaluated, across all workers.
+
+    Storage keys are an HMAC of the alias under a random per-mount salt, so what a
+    client typed as a name (sometimes a password, by mistake) never shows in key names.
+    The alias itself is kept in the (encrypted) value only when the caller passes a
+    ``label`` — a real user's name, which ``sys/locked-users`` may list.
+    """
+
+    prefix = "lockout/"
+    salt_key = "lockout-salt"
+    prune_interval = 600.0  # seconds between sweeps of idle counters (per process)
+
+    def __init__(
+        self,
+        storage: Storage,
+        policy: Callable[[], LockoutPolicy] = LockoutPolicy,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self._storage = storage
+        self._policy = policy
+        self._now = now
+        self._salt: bytes | None = None
+        self._last_prune = now()
+        self._prune_task: asyncio.Task[int] | None = None
+
+    async def initialize(self) -> None:
+        """Create (or load) the mount's salt; safe when several workers start at once."""
+        await self._key_salt()
+
+    async def _key_salt(self) -> bytes:
+        if self._salt is None:
+            async with self._storage.transaction() as txn:
+                raw = await get_json(txn, self.salt_key)
+                if not isinstance(raw, dict) or not raw.get("salt"):
+                    raw = {"salt": base64.b64encode(secrets.token_bytes(32)).decode()}
+                    await put_json(txn, self.salt_key, raw)
+            self._salt = base64.b64decode(raw["salt"])
+        return self._salt
+
+    async def _key(self, alias: str) -> str:
+        digest = hmac.new(await self._key_salt(), alias.encode("utf-8", "surrogatepass"), hashlib.sha256)
+        return self.prefix + digest.hexdigest()
+
+    @staticmethod
+    def _load(raw: Any) -> tuple[_Failures | None, str]:
+        if not isinstance(raw, dict):
+            return None, ""
+        entry = _Failures(
+            count=int(raw.get("count", 0) or 0),
+            last=float(raw.get("last", 0.0) or 0.0),
+            locked_until=float(raw.get("locked_until", 0.0) or 0.0),
+        )
+        return entry, str(raw.get("alias", "") or "")
+
+    async def attempt(self, alias: str, label: str = "") -> bool:
+        """Count one login attempt for ``alias``; False (and nothing counted) when it is locked.
+
+        ``label`` is the name ``sys/locked-users`` shows for this alias ("" keeps it unlisted).
+        With the lockout disabled nothing is read or written.
+        """
+        policy = self._policy()
+        if policy.disabled:
+            return True
+        key = await self._key(alias)
+        async with self._storage.transaction() as txn:
+            entry, stored_label = self._load(await get_json(txn, key))
+            now = self._now()
+            if entry is not None and entry.locked_until > now:
+                return False
+            entry = _count_failure(entry, now, policy)
+            value: dict[str, Any] = {
+                "count": entry.count,
+                "last": entry.last,
+                "locked_until": entry.locked_until,
+            }
+            if label or stored_label:
+                value["alias"] = label or stored_label
+            await put_json(txn, key, value)
+        self._maybe_prune(now)
+        return True
+
+    async def is_locked(self, alias: str) -> bool:
+        """Whether ``alias`` is locked now (read only; :meth:`attempt` does this check itself)."""
+        if self._policy().disabled:
+            return False
+        entry, _ = self._load(await get_json(self._storage, await self._key(alias)))
+        return entry is not None and entry.locked_until > self._now()
+
+    async def success(self, alias: str) -> None:
+        """A login succeeded: the alias starts again from zero failures."""
+        key = await self._key(alias)
+        if await self._storage.get(key) is not None:
+            await self._storage.delete(key)
+
+    async def unlock(self, alias: str) -> None:
+        """Lift a lock and forget the failures (``sys/locked-users/.../unlock``); idempotent."""
+        await self._storage.delete(await self._key(alias))
+
+    async def locked(self) -> list[str]:
+        """The labels of the aliases locked now, sorted (unlabelled ones are counted, never listed)."""
+        now = self._now()
+        names: set[str] = set()
+        for name in await self._storage.list(self.prefix):
+            entry, label = self._load(await get_json(self._storage, self.prefix + name))
+            if entry is not None and label and entry.locked_until > now:
+                names.add(label)
+        return sorted(names)
+
+    async def prune(self) -> int:
+        """Delete counters that are neither locked nor recent enough to count; return how many.
+
+        Each entry is re-read inside a transaction before it goes, so a counter that an
+        attempt just touched survives.
+        """
+        policy = self._policy()
+        removed = 0
+        for name in await self._storage.list(self.prefix):
+            key = self.prefix + name
+            async with self._storage.transaction() as txn:
+                entry, _ = self._load(await get_json(txn, key))
+                now = self._now()
+                if entry is None or entry.locked_until > now or now - entry.last <= policy.counter_reset:
+                    continue
+                await txn.delete(key)
+                removed += 1
+        return removed
+
+    def _maybe_prune(self, now: float) -> None:
+        """Sweep idle counters in the background, at most once per ``prune_interval`` per process.
+
+        Counters of names that do not exist are written too (so an unknown and a known
+        name behave alike), so they must not pile up; the sweep bounds them to what
+        fits in one counter-reset window, which bcrypt's cost already limits.
+        """
+        if now - self._last_prune < self.prune_interval:
+            return
+        if self._prune_task is not None and not self._prune_task.done():
+            return
+        self._last_prune = now
+        self._prune_task = asyncio.create_task(self._prune_logged(), name="lockout-prune")
+
+    async def _prune_logged(self) -> int:
+        try:
+            return await self.prune()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("pruning login lockout counters failed")
+            return 0
+
+    async def close(self) -> None:
+        """Stop a running sweep (the mount is going away or the node is sealing)."""
+        task, self._prune_task = self._prune_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

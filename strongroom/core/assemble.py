@@ -26,6 +26,7 @@ _SYSTEM_PATH_MODULES = (
     "strongroom.core.system_leases",
     "strongroom.core.system_wrapping",
     "strongroom.core.system_internal",
+    "strongroom.core.system_locked_users",
 )
 _SECRET_ENGINES = {
     "kv": "strongroom.engines.kv.backend",
@@ -37,6 +38,7 @@ _AUTH_METHODS = {
     "token": "strongroom.core.token_backend",
     "approle": "strongroom.auth.approle",
     "github": "strongroom.auth.github",
+    "userpass": "strongroom.auth.userpass",
 }
 
 
