@@ -16,7 +16,6 @@ Storage: ``oidc/config``, ``oidc/key/<name>``, ``oidc/role/<name>``,
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 import time
@@ -29,6 +28,7 @@ from strongroom.durations import parse_duration
 from strongroom.engines.identity import jose
 from strongroom.engines.identity.store import Entity, Group, View
 from strongroom.framework import Field, FieldData, FieldType, Path, PathOperation
+from strongroom.framework.fields import NAME_RE
 from strongroom.logical.errors import UserError
 from strongroom.logical.request import Operation, RawResponse, Request, Response
 from strongroom.logical.storage import Storage, get_json, put_json
@@ -128,7 +128,10 @@ class OIDC:
         issuer = str(d.get("issuer"))
         response = None
         if issuer:
-            parts = urlsplit(issuer)
+            try:
+                parts = urlsplit(issuer)
+            except ValueError:
+                parts = urlsplit("")
             if (
                 parts.scheme not in ("http", "https")
                 or not parts.netloc
@@ -286,9 +289,11 @@ class OIDC:
                     role[field] = d.get(field)
             if not role["key"]:
                 raise UserError("the key parameter is required")
+            if not NAME_RE.match(role["key"]):
+                raise UserError("invalid key name")
             try:
                 role["template"] = base64.b64decode(role["template"], validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError):
+            except ValueError:  # not base64 (or not text): the template is the JSON itself
                 pass
             if role["template"]:
                 check_template(role["template"])

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -58,6 +59,15 @@ def factor_key(kind: str, mount_accessor: str, name: str) -> str:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+_ID = re.compile(r"[A-Za-z0-9_@-][A-Za-z0-9_.@-]*")
+
+
+def valid_id(value: str) -> bool:
+    """Ids are ours (UUIDs), but lookups take them from clients: refuse anything that is
+    not a plain storage key segment instead of letting the storage layer raise."""
+    return bool(value) and _ID.fullmatch(value) is not None and value not in (".", "..")
 
 
 @dataclass
@@ -180,7 +190,7 @@ class View:
     # -- entities -----------------------------------------------------------------------------
 
     async def entity(self, entity_id: str) -> Entity | None:
-        if not entity_id or "/" in entity_id or entity_id in (".", ".."):
+        if not valid_id(entity_id):
             return None
         raw = await self._get(f"entity/{entity_id}")
         return None if raw is None else Entity.from_json(raw)
@@ -196,7 +206,7 @@ class View:
         return None if entity is None or alias is None else (entity, alias)
 
     async def entity_by_alias_id(self, alias_id: str) -> tuple[Entity, Alias] | None:
-        if not alias_id or "/" in alias_id or alias_id in (".", ".."):
+        if not valid_id(alias_id):
             return None
         entity_id = await self._get(f"alias-id/entity/{alias_id}")
         entity = await self.entity(entity_id) if entity_id else None
@@ -248,7 +258,7 @@ class View:
     # -- groups -------------------------------------------------------------------------------
 
     async def group(self, group_id: str) -> Group | None:
-        if not group_id or "/" in group_id or group_id in (".", ".."):
+        if not valid_id(group_id):
             return None
         raw = await self._get(f"group/{group_id}")
         return None if raw is None else Group.from_json(raw)
@@ -262,7 +272,7 @@ class View:
         return await self.group(group_id) if group_id else None
 
     async def group_by_alias_id(self, alias_id: str) -> Group | None:
-        if not alias_id or "/" in alias_id or alias_id in (".", ".."):
+        if not valid_id(alias_id):
             return None
         group_id = await self._get(f"alias-id/group/{alias_id}")
         group = await self.group(group_id) if group_id else None

@@ -155,3 +155,25 @@ async def test_root_policy_is_refused_on_groups(h: Harness, spelling: str) -> No
 async def test_bad_metadata_is_400(h: Harness) -> None:
     r = await h.call("POST", "identity/entity", json={"name": "x", "metadata": "not a map"})
     assert r.status_code == 400
+
+
+@pytest.mark.parametrize("weird", ["\x00", "..", "a/../b", "é", "%2e%2e", " ", "*"])
+async def test_odd_input_never_answers_5xx(h: Harness, weird: str) -> None:
+    calls = [
+        ("POST", "identity/lookup/entity", {"id": weird}),
+        ("POST", "identity/lookup/entity", {"alias_name": weird, "alias_mount_accessor": weird}),
+        ("POST", "identity/lookup/group", {"alias_id": weird}),
+        ("POST", "identity/entity/batch-delete", {"entity_ids": [weird]}),
+        ("POST", "identity/entity/merge", {"from_entity_ids": [weird], "to_entity_id": weird}),
+        ("POST", "identity/entity-alias", {"name": weird, "mount_accessor": weird, "canonical_id": weird}),
+        ("POST", "identity/group", {"name": "g", "member_entity_ids": [weird], "member_group_ids": [weird]}),
+        ("POST", "identity/group-alias", {"name": weird, "mount_accessor": weird, "canonical_id": weird}),
+        ("POST", "identity/oidc/role/r", {"key": weird, "template": weird}),
+        ("POST", "identity/oidc/config", {"issuer": "http://[" + weird}),
+        ("POST", "identity/oidc/introspect", {"token": weird + "." + weird + "." + weird}),
+    ]
+    if weird.isprintable():
+        calls.append(("GET", "identity/entity/name/" + weird, None))
+    for method, path, body in calls:
+        r = await h.call(method, path, json=body)
+        assert r.status_code < 500, (method, path, body, r.status_code, r.text)

@@ -92,3 +92,17 @@ async def test_different_roles_get_different_entities(h: Harness) -> None:
     a = (await login(h, "a", await role(h, "a"))).json()["auth"]["entity_id"]
     b = (await login(h, "b", await role(h, "b"))).json()["auth"]["entity_id"]
     assert a != b
+
+
+async def test_token_role_entity_alias_creates_entity_on_the_token_mount(h: Harness) -> None:
+    await ok(h, "POST", "auth/token/roles/svc", {"allowed_entity_aliases": ["svc-*"], "orphan": True})
+    auth = (await ok(h, "POST", "auth/token/create/svc", {"entity_alias": "svc-a"}))["auth"]
+    entity_id = auth["entity_id"]
+    assert entity_id
+    token_accessor = (await ok(h, "GET", "sys/auth"))["data"]["token/"]["accessor"]
+    found = await ok(
+        h, "POST", "identity/lookup/entity", {"alias_name": "svc-a", "alias_mount_accessor": token_accessor}
+    )
+    assert found["data"]["id"] == entity_id
+    again = (await ok(h, "POST", "auth/token/create/svc", {"entity_alias": "svc-a"}))["auth"]
+    assert again["entity_id"] == entity_id
