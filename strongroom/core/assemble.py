@@ -27,6 +27,7 @@ _SYSTEM_PATH_MODULES = (
     "strongroom.core.system_wrapping",
     "strongroom.core.system_internal",
     "strongroom.core.system_locked_users",
+    "strongroom.core.system_audit",
 )
 _SECRET_ENGINES = {
     "kv": "strongroom.engines.kv.backend",
@@ -83,6 +84,9 @@ def build_core(physical: Storage, **options: Any) -> Core:
     wrapping = _optional("strongroom.core.wrapping")
     if wrapping is not None:
         core.wrapping = wrapping.Wrapper(core)
+    audit = _optional("strongroom.core.audit")
+    if audit is not None:
+        core.audit = audit.AuditBroker(core)
     return core
 
 

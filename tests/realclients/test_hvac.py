@@ -98,6 +98,7 @@ HVAC_MODULES: dict[str, HvacModule] = {
     f"{SYS}/test_key.py": HvacModule(),
     f"{SYS}/test_leader.py": HvacModule(),
     f"{SYS}/test_wrapping.py": HvacModule(),
+    f"{SYS}/test_audit.py": HvacModule(),
     f"{AUTH}/test_token.py": HvacModule(),
     f"{SECRETS}/test_kv_v1.py": HvacModule(),
     f"{SECRETS}/test_kv_v2.py": HvacModule(timeout_s=600),
