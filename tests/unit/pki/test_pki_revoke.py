@@ -426,8 +426,9 @@ async def test_end_to_end_with_engine_issuance_and_lease_revocation() -> None:
         crl = x509.load_der_x509_crl((await h.client.get("/v1/pki/crl")).content)
         assert crl.is_signature_valid(ca.public_key())
         assert [e.serial_number for e in crl] == [int(other.replace(":", ""), 16)]
-        if getattr(route.backend, "revoke_lease_handler", None) is None:
-            pytest.skip("backend.revoke_lease_handler is not wired yet (P1/P2)")
+        routed = route.backend._route("issue/web")
+        if routed is None or Operation.REVOKE not in routed[0].operations:
+            pytest.skip("the issue paths do not declare the lease REVOKE handler yet (P2)")
         r = await h.call("PUT", "sys/leases/revoke", json={"lease_id": leased["lease_id"]})
         assert r.status_code == 204, r.text
         crl = x509.load_der_x509_crl((await h.client.get("/v1/pki/crl")).content)
