@@ -27,9 +27,9 @@ from strongroom.core.tokens import ROOT_PATH, TokenEntry, TokenStore
 from strongroom.logical.backend import Backend, BackendConfig
 from strongroom.logical.errors import (
     InvalidToken,
-    StrongroomError,
     PermissionDenied,
     Sealed,
+    StrongroomError,
     UnsupportedPath,
     UserError,
 )

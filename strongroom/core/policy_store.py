@@ -8,6 +8,7 @@ cached per policy set and dropped whenever any policy changes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ class PolicyStore:
         self.storage = storage
         self._parsed: dict[str, Policy | None] = {}
         self._acls: dict[tuple[str, ...], ACL] = {}
+        self._templated_acls: dict[tuple[tuple[str, ...], str], ACL] = {}
         self.on_change: Callable[[], None] | None = None
 
     async def setup(self) -> None:
@@ -41,6 +43,7 @@ class PolicyStore:
     def invalidate(self) -> None:
         self._parsed.clear()
         self._acls.clear()
+        self._templated_acls.clear()
 
     async def names(self) -> list[str]:
         names = [n for n in await self.storage.list("acl/") if not n.endswith("/")]
@@ -86,13 +89,15 @@ class PolicyStore:
             self.on_change()
 
     async def acl(self, names: list[str], entity: dict[str, Any] | None = None) -> ACL:
-        """The compiled ACL for a set of policy names (missing policies count as empty)."""
+        """The compiled ACL for a set of policy names (missing policies count as empty).
+
+        Cached per policy set; when a policy in the set uses identity templates the
+        cache key also holds the caller's identity context, since it shapes the rules.
+        """
         key = tuple(sorted(set(names)))
-        templated = entity is not None
-        if not templated:
-            cached = self._acls.get(key)
-            if cached is not None:
-                return cached
+        cached = self._acls.get(key)
+        if cached is not None:
+            return cached  # a set without templates: the entity does not matter
         policies: list[Policy] = []
         root = False
         for name in key:
@@ -104,7 +109,14 @@ class PolicyStore:
                 policies.append(policy)
         if root:
             policies.append(root_policy())
-        acl = ACL(policies, entity=entity)
-        if not templated:
+        if not any(p.templated for p in policies):
+            acl = ACL(policies)
             self._acls[key] = acl
-        return acl
+            return acl
+        context = json.dumps(entity, sort_keys=True, separators=(",", ":"), default=str) if entity else ""
+        templated = self._templated_acls.get((key, context))
+        if templated is None:
+            if len(self._templated_acls) >= 4096:
+                self._templated_acls.clear()
+            templated = self._templated_acls[(key, context)] = ACL(policies, entity=entity)
+        return templated

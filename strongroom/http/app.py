@@ -46,6 +46,8 @@ _METHODS = {
     "PATCH": Operation.PATCH,
     "LIST": Operation.LIST,
 }
+# bodies handed to the handler as bytes, not parsed as JSON or a form
+_BINARY_TYPES = ("application/ocsp-request",)
 _BASE_HEADERS = [(b"cache-control", b"no-store"), (b"content-type", b"application/json")]
 
 
@@ -259,7 +261,7 @@ class App:
         if op in (Operation.UPDATE, Operation.PATCH) and path.endswith("/"):
             raise UserError("cannot write to a path ending in '/'")
         if op in (Operation.UPDATE, Operation.PATCH):
-            data = parse_body(body, content_type)
+            data = {} if content_type.startswith(_BINARY_TYPES) else parse_body(body, content_type)
         else:
             data = {k: v for k, v in query.items() if k not in ("list", "help")}
             if body.strip() and op == Operation.DELETE:
@@ -297,4 +299,5 @@ class App:
             connection=connection,
             wrap_ttl=wrap_ttl,
             wrap_format=headers.get("x-vault-wrap-format", ""),
+            raw_body=body,
         )

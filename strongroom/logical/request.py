@@ -131,6 +131,8 @@ class Request:
     wrap_ttl: int = 0
     wrap_format: str = ""
     unauthenticated: bool = False
+    # the undecoded body, for endpoints that speak a binary protocol (OCSP)
+    raw_body: bytes = b""
     # set for renew / revoke of a lease or of a token's auth
     secret: SecretInfo | None = None
     auth: Auth | None = None
