@@ -102,13 +102,34 @@ HVAC_MODULES: dict[str, HvacModule] = {
     f"{AUTH}/test_token.py": HvacModule(),
     f"{SECRETS}/test_kv_v1.py": HvacModule(),
     f"{SECRETS}/test_kv_v2.py": HvacModule(timeout_s=600),
+    f"{SECRETS}/test_pki.py": HvacModule(),
+    f"{SYS}/test_lease.py": HvacModule(),  # its leases come from PKI issue with generate_lease
+    f"{AUTH}/test_approle.py": HvacModule(),
+    f"{V1}/test_approle.py": HvacModule(),
+    f"{AUTH}/test_github.py": HvacModule(),
+    f"{V1}/test_integration.py": HvacModule(  # userpass, generic/kv, token roles, cubbyhole
+        skips=_skips(
+            "needs the transit secrets engine, which no issue has scheduled yet",
+            "IntegrationTest",
+            "test_write_with_response",
+            deselect=True,
+        )
+        + _skips(
+            "needs the gcp auth method, which strongroom does not provide",
+            "IntegrationTest",
+            "test_auth_gcp_alternate_mount_point_with_no_client_token_exception",
+            deselect=True,
+        )
+        + _skips(
+            "client-side only: the installed requests words its header error differently than hvac asserts;"
+            " no request reaches the server",
+            "IntegrationTest",
+            "test_illegal_token",
+            deselect=True,
+        )
+    ),
     # --- later issues (skipped unless STRONGROOM_HVAC_ALL=1) ---
-    f"{SECRETS}/test_pki.py": HvacModule(issue=3),
-    f"{SYS}/test_lease.py": HvacModule(issue=3),  # its leases come from PKI issue with generate_lease
-    f"{AUTH}/test_approle.py": HvacModule(issue=4),
-    f"{V1}/test_approle.py": HvacModule(issue=4),
-    f"{V1}/test_integration.py": HvacModule(issue=4),  # userpass, and generic/kv, transit, token roles
-    f"{AUTH}/test_cert.py": HvacModule(issue=4),
+    f"{AUTH}/test_cert.py": HvacModule(issue=5),
     f"{SECRETS}/test_identity.py": HvacModule(timeout_s=600),  # all 95 pass, none skipped
     f"{AUTH}/test_ldap.py": HvacModule(issue=5),  # hvac's mock LDAP server needs a Java runtime
     f"{AUTH}/test_jwt.py": HvacModule(issue=5),
