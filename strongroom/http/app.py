@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -109,6 +110,18 @@ def json_depth_ok(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     return True
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _encodable(data: Any) -> bool:
+    """Whether every string in ``data`` is valid Unicode (a JSON escape can encode half a pair)."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
     stripped = body.strip()
     if not stripped:
@@ -122,9 +135,14 @@ def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
         if len(stripped) > 64 and not json_depth_ok(stripped):
             raise UserError("failed to parse JSON input: nesting depth exceeds the limit")
     try:
-        data = json.loads(stripped)
+        text = stripped.decode("utf-8")  # strict: json.loads(bytes) would let lone surrogates through
+        data = json.loads(text)
+    except UnicodeDecodeError:
+        raise UserError("failed to parse JSON input: the body is not valid UTF-8") from None
     except (ValueError, RecursionError):
         raise UserError("failed to parse JSON input: malformed JSON body") from None
+    if _SURROGATE_ESCAPE.search(text) and not _encodable(data):
+        raise UserError("failed to parse JSON input: unpaired surrogate in a string")
     if data is None:
         return {}
     if not isinstance(data, dict):

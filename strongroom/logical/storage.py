@@ -20,11 +20,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, runtime_checkable
 
+from strongroom.logical.errors import UserError
+
 Names = list[str]  # the builtin, named so classes with a ``list`` method can annotate with it
 
 
 class StorageError(Exception):
     """A backend failed; the request fails with a 500 and nothing is half-written."""
+
+
+class InvalidStorageKey(UserError, ValueError):
+    """A key that could escape a view: a client's bad path, so a 400, never a 500."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid path: empty, relative or NUL path segments are not allowed")
 
 
 @runtime_checkable
@@ -47,16 +56,16 @@ class Storage(Protocol):
 def check_key(key: str) -> None:
     """Refuse keys that could escape a view or confuse a backend."""
     if not key or key[0] == "/" or "\x00" in key:
-        raise ValueError("invalid storage key")
+        raise InvalidStorageKey()
     if "." in key:  # only then can a segment be "." or ".."
         for part in key.split("/"):
             if part in (".", ".."):
-                raise ValueError("invalid storage key")
+                raise InvalidStorageKey()
 
 
 def check_prefix(prefix: str) -> None:
     if prefix and not prefix.endswith("/"):
-        raise ValueError("list prefix must be empty or end in '/'")
+        raise InvalidStorageKey()
     if prefix:
         check_key(prefix[:-1])
 
