@@ -17,7 +17,7 @@ import click
 
 from strongroom import __version__
 from strongroom.api.client import Client
-from strongroom.cli import generic, kv, operator, policy, secrets, server, token
+from strongroom.cli import generic, kv, operator, pki, policy, secrets, server, token
 from strongroom.cli.output import Group, Settings
 
 _SINGLE_DASH_FLAG = re.compile(r"^-[A-Za-z][A-Za-z0-9_-]+(=.*)?$", re.DOTALL)
@@ -102,6 +102,7 @@ for _command in (
     secrets.secrets,
     secrets.auth,
     kv.kv,
+    pki.pki,
     policy.policy,
     token.token,
 ):
