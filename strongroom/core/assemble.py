@@ -40,6 +40,7 @@ _AUTH_METHODS = {
     "approle": "strongroom.auth.approle",
     "github": "strongroom.auth.github",
     "userpass": "strongroom.auth.userpass",
+    "cert": "strongroom.auth.cert",
     "kubernetes": "strongroom.auth.kubernetes",
 }
 
