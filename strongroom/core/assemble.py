@@ -42,6 +42,8 @@ _AUTH_METHODS = {
     "userpass": "strongroom.auth.userpass",
     "cert": "strongroom.auth.cert",
     "kubernetes": "strongroom.auth.kubernetes",
+    "jwt": "strongroom.auth.jwt",
+    "oidc": "strongroom.auth.jwt",
 }
 
 
