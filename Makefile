@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
-APT_PACKAGES := postgresql openssl
+APT_PACKAGES := postgresql openssl slapd ldap-utils
 
 .PHONY: run test venv test-deps system-deps lint typecheck unit hvac bench clean
 
@@ -29,6 +29,7 @@ system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
+	  echo "slapd slapd/no_configuration boolean true" | debconf-set-selections 2>/dev/null || true; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
