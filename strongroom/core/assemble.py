@@ -40,6 +40,7 @@ _AUTH_METHODS = {
     "approle": "strongroom.auth.approle",
     "github": "strongroom.auth.github",
     "userpass": "strongroom.auth.userpass",
+    "ldap": "strongroom.auth.ldap",
     "cert": "strongroom.auth.cert",
     "kubernetes": "strongroom.auth.kubernetes",
     "jwt": "strongroom.auth.jwt",
