@@ -29,7 +29,7 @@ EC_KEY = ec.generate_private_key(ec.SECP256R1())
 
 
 def public_pem(key: Any) -> str:
-    return (
+    return str(
         key.public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
@@ -272,7 +272,7 @@ async def test_signature_kid_and_algorithm_failures(h: Harness, idp: MockIdP) ->
     refused(await login(h, sign({}, key=OTHER_KEY)), 403, "error verifying token")
     refused(await login(h, sign({}, kid="nope")), 403, "error verifying token")
     unsigned = jwt.encode(
-        {"sub": "alice", "aud": "vault", "iss": ISSUER, "exp": int(time.time()) + 60}, None, algorithm="none"
+        {"sub": "alice", "aud": "vault", "iss": ISSUER, "exp": int(time.time()) + 60}, "", algorithm="none"
     )
     refused(await login(h, unsigned), 403, "unsupported algorithm")
     hmac_token = jwt.encode(
