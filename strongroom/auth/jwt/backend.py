@@ -287,8 +287,8 @@ class JWTBackend(FrameworkBackend):
         self.remote.reset()
         if cfg["oidc_discovery_url"]:
             try:
-                found = await self.remote.discovery(cfg["oidc_discovery_url"], cfg["oidc_discovery_ca_pem"])
-                await self.remote.key_set(found.jwks_uri, cfg["oidc_discovery_ca_pem"])
+                # like go-oidc: the document must be served; its keys are fetched at login
+                await self.remote.discovery(cfg["oidc_discovery_url"], cfg["oidc_discovery_ca_pem"])
             except KeySourceError as err:
                 log.warning("error checking oidc discovery URL: %s", err)
                 raise UserError("error checking oidc discovery URL") from None

@@ -159,8 +159,7 @@ class KeySet:
             if raw.get("kty") == "oct":
                 continue
             keys.append((str(raw.get("kid") or ""), jwk.key))
-        if not keys:
-            raise KeySourceError("JWKS document has no usable signing keys")
+        # an empty set is valid (a provider before its first key); tokens then fail to verify
         return cls(keys, time.monotonic())
 
     def candidates(self, kid: str) -> list[Any]:
