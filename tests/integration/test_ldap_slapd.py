@@ -42,11 +42,15 @@ async def h() -> AsyncIterator[Harness]:
         if harness.core.expiration is not None:
             await harness.core.expiration.stop()
         await harness.core.enable_mount(MountEntry("ldap/", "ldap", table="auth"))
-        await harness.core.policies.put("kv-reader", 'path "sys/policies/acl/kv-reader" { capabilities = ["read"] }')
+        await harness.core.policies.put(
+            "kv-reader", 'path "sys/policies/acl/kv-reader" { capabilities = ["read"] }'
+        )
         yield harness
 
 
-async def call(h: Harness, method: str, path: str, body: Any = None, token: str | None = None) -> httpx.Response:
+async def call(
+    h: Harness, method: str, path: str, body: Any = None, token: str | None = None
+) -> httpx.Response:
     return await h.call(method, MOUNT + path, json=body, token=token)
 
 
@@ -74,7 +78,9 @@ async def test_login_with_group_policies_and_token_works(h: Harness, slapd: Slap
     await configure(h, slapd, token_policies="base")
     assert (await call(h, "POST", "groups/engineers", {"policies": "eng"})).status_code == 204
     assert (await call(h, "POST", "groups/Admins", {"policies": "kv-reader"})).status_code == 204
-    assert (await call(h, "POST", "users/alice", {"policies": "personal", "groups": "local-team"})).status_code == 204
+    assert (
+        await call(h, "POST", "users/alice", {"policies": "personal", "groups": "local-team"})
+    ).status_code == 204
     assert (await call(h, "POST", "groups/local-team", {"policies": "team"})).status_code == 204
 
     r = await login(h, "alice", slapd.users["alice"].password)
