@@ -244,3 +244,25 @@ def test_expired_self_signed_client_cert_does_not_break_tls(server: TLSServer) -
         assert mtls.get("/v1/sys/health").status_code == 200
         r = mtls.post("/v1/auth/cert/login", json={"name": "old"})
         assert 400 <= r.status_code < 500, r.text
+
+
+def test_hvac_shaped_self_signed_client_cert(server: TLSServer) -> None:
+    """What hvac's cert logins mean to check (they fail client-side, see test_hvac.py): a self-signed
+    CA:TRUE client certificate trusted as itself logs in over mTLS; an unknown role name is a 400."""
+    now = dt.datetime.now(dt.UTC)
+    cert_file, key_file = _write_key_and_cert(
+        server.workdir,
+        "hvacish",
+        "client",
+        not_before=now - dt.timedelta(hours=1),
+        not_after=now + dt.timedelta(days=1),
+    )
+    with server.client(token=server.root_token) as admin:
+        if "cert-test/" not in admin.get("/v1/sys/auth").json()["data"]:
+            _ok(admin.post("/v1/sys/auth/cert-test", json={"type": "cert"}))
+        _ok(admin.post("/v1/auth/cert-test/certs/testrole", json={"certificate": cert_file.read_text()}))
+    with server.client(cert=(str(cert_file), str(key_file))) as mtls:
+        for body in ({"name": "testrole"}, {}):
+            auth = _ok(mtls.post("/v1/auth/cert-test/login", json=body)).json()["auth"]
+            assert auth["metadata"]["common_name"] == "client"
+        assert mtls.post("/v1/auth/cert-test/login", json={"name": "testrole2"}).status_code == 400
