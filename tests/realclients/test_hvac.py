@@ -129,7 +129,21 @@ HVAC_MODULES: dict[str, HvacModule] = {
         )
     ),
     # --- later issues (skipped unless STRONGROOM_HVAC_ALL=1) ---
-    f"{AUTH}/test_cert.py": HvacModule(issue=5),
+    f"{AUTH}/test_cert.py": HvacModule(  # 22 pass; the 6 logins below fail inside hvac before any request
+        skips=tuple(
+            s
+            for cls in ("TestCert", "TestCertEnv")
+            for s in _skips(
+                "client-side only: hvac's test calls cert.login() without key_pem, so requests hands"
+                " load_cert_chain(cert, '') and it raises FileNotFoundError before connecting",
+                cls,
+                "test_login_0_testrole",
+                "test_login_1_",
+                "test_login_2_testrole2",
+                deselect=True,
+            )
+        )
+    ),
     f"{SECRETS}/test_identity.py": HvacModule(timeout_s=600),  # all 95 pass, none skipped
     f"{AUTH}/test_ldap.py": HvacModule(),  # 33 pass; test_login_3 is hvac's own version gate; needs Java
     f"{AUTH}/test_jwt.py": HvacModule(),  # all 7 pass (config via identity OIDC, role CRUD, jwt login)
