@@ -752,7 +752,8 @@ class KubernetesBackend(FrameworkBackend):
         headers = {"Authorization": bearer, "Accept": "application/json"}
         try:
             resp = await client.request(method, url, headers=headers, json=body)
-        except httpx.HTTPError as err:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as err:
+            # an unusable kubernetes_host is accepted at config time (as in Vault) and fails here
             raise ReviewError(f"the Kubernetes API is unreachable ({type(err).__name__})") from None
         if resp.status_code == 401:
             raise ReviewError(
