@@ -113,6 +113,17 @@ def json_depth_ok(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError("NaN and Infinity are not JSON")  # Python accepts them; no other client does
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("number out of range")  # 1e400 would come back as the non-JSON Infinity
+    return value
+
+
 def _encodable(data: Any) -> bool:
     """Whether every string in ``data`` is valid Unicode (a JSON escape can encode half a pair)."""
     try:
@@ -136,7 +147,7 @@ def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
             raise UserError("failed to parse JSON input: nesting depth exceeds the limit")
     try:
         text = stripped.decode("utf-8")  # strict: json.loads(bytes) would let lone surrogates through
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except UnicodeDecodeError:
         raise UserError("failed to parse JSON input: the body is not valid UTF-8") from None
     except (ValueError, RecursionError):

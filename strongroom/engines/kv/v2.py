@@ -121,8 +121,9 @@ class KVv2Backend(FrameworkBackend):
             ),
             Path(
                 "metadata/",
-                fields={"path": _PATH},
-                operations={Operation.LIST: op(self._list_metadata, "List secret names.")},
+                # no fields: the folder comes from the URL only, never from the query string,
+                # or "?path=team" would list kv/metadata/team/ under a grant on kv/metadata/
+                operations={Operation.LIST: op(self._list_metadata_root, "List secret names.")},
                 synopsis="Lists the secrets at the root of the store.",
             ),
             Path(
@@ -351,6 +352,9 @@ class KVv2Backend(FrameworkBackend):
         if meta is None:
             return None
         return Response(data=meta.api_view(format_duration(meta.delete_version_after)))
+
+    async def _list_metadata_root(self, req: Request, d: FieldData) -> Response | None:
+        return Response(data={"keys": await self.storage.list("metadata/")})
 
     async def _list_metadata(self, req: Request, d: FieldData) -> Response | None:
         prefix = str(d["path"]) if d.sent("path") else ""
