@@ -26,7 +26,7 @@ strict JSON (no NaN / Infinity), and nothing may take 2 s or more. A failure
 quotes the request and the server's traceback (the app logs ``internal error
 handling ...`` on ``strongroom.http``). 500s whose traceback matches a recorded
 finding (FINDINGS) raise KnownFinding, and the cases known to hit one are
-xfail(strict=True) -- see KNOWN_5XX; REPRODUCERS pins each finding to fixed requests.
+xfail(strict=True) -- see KNOWN_5XX; FIXED_FINDINGS keeps each fixed 500 as a fixed request.
 
 Requests go straight into the ASGI app (no httpx) so the fuzzer controls the exact
 path bytes. The targeted tests at the end cover security-and-reliability.md §6
