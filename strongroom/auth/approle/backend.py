@@ -52,7 +52,6 @@ from strongroom.logical.storage import get_json, put_json
 log = logging.getLogger("strongroom.auth.approle")
 
 INVALID_LOGIN = "invalid role or secret ID"
-_UNKNOWN_ALIAS = "\x00unknown-role-id"
 TIDY_STARTED = (
     "Tidy operation successfully started. Any information from the operation will be printed to "
     "Vault's server logs."
@@ -194,7 +193,9 @@ class AppRoleBackend(RoleHandlers, SecretIDHandlers):
         secret_id = str(d.get("secret_id")).strip()
         if len(role_id) > MAX_HMAC_INPUT or len(secret_id) > MAX_HMAC_INPUT:
             raise UserError(INVALID_LOGIN)
-        if self.lockout.is_locked(role_id):
+        # counted before the check (and cleared on success), so parallel guesses across
+        # workers cannot outrun the threshold
+        if not await self.lockout.attempt(role_id):
             raise PermissionDenied()
 
         # The same reads, decryptions and HMACs happen whether or not the role_id exists.
@@ -216,15 +217,13 @@ class AppRoleBackend(RoleHandlers, SecretIDHandlers):
             secret_hmac = await self.keys.hmac("secret_id", secret_id)
             entry = await self._use_secret(role, folder + secret_hmac, secret_hmac, remote)
             if entry is None or not known:
-                # an unknown role_id pays the same bookkeeping under a key never looked up
-                self.lockout.failure(role_id if known else _UNKNOWN_ALIAS)
                 raise UserError(INVALID_LOGIN)
             metadata = dict(entry.metadata)
             token_cidrs = list(entry.token_bound_cidrs)
         elif not check_cidrs(remote, role.secret_id_bound_cidrs):
             raise UserError(f'source address "{remote}" unauthorized by CIDR restrictions on the role')
 
-        self.lockout.success(role_id)
+        await self.lockout.success(role_id)
         metadata["role_name"] = role.name
         auth = Auth(
             metadata=metadata,

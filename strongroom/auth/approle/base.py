@@ -16,7 +16,7 @@ from strongroom.auth.approle.store import (
 )
 from strongroom.auth.common import (
     LockoutPolicy,
-    LoginLockout,
+    StoredLoginLockout,
     token_fields,
 )
 from strongroom.framework import Field, FieldData, FieldType, FrameworkBackend, PathOperation
@@ -83,22 +83,29 @@ class AppRoleBase(FrameworkBackend):
         self.keys = Keys(config.storage)
         self.now: Callable[[], float] = time.time
         self._lock = asyncio.Lock()  # roles, secret IDs and logins change one at a time
-        self.lockout = LoginLockout(self._lockout_policy, now=lambda: self.now())
+        # counters live in the mount's storage: every worker of a node shares them
+        self.lockout = StoredLoginLockout(config.storage, self._lockout_policy, now=lambda: self.now())
         self._tidy_task: asyncio.Task[None] | None = None
         super().__init__(config)
 
     async def initialize(self) -> None:
         await self.keys.salt()
         await ensure_decoy(self.storage)
+        await self.lockout.initialize()
 
     async def cleanup(self) -> None:
         if self._tidy_task is not None and not self._tidy_task.done():
             self._tidy_task.cancel()
+        await self.lockout.close()
 
     @property
     def tidy_task(self) -> asyncio.Task[None] | None:
         """The running (or last) tidy, so callers and tests can await it."""
         return self._tidy_task
+
+    async def unlock_user(self, alias: str) -> None:
+        """``sys/locked-users/<accessor>/unlock/<role_id>``."""
+        await self.lockout.unlock(alias)
 
     def _lockout_policy(self) -> LockoutPolicy:
         entry = None

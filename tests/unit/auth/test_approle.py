@@ -79,8 +79,11 @@ async def login(h: Harness, role_id: str, secret_id: str | None = None) -> httpx
 
 
 async def walk(storage: Storage, prefix: str = "") -> dict[str, bytes]:
+    """Every stored key of the mount except the login lockout's own bookkeeping."""
     out: dict[str, bytes] = {}
     for name in await storage.list(prefix):
+        if not prefix and name.startswith("lockout"):
+            continue
         if name.endswith("/"):
             out.update(await walk(storage, prefix + name))
         else:
