@@ -120,3 +120,68 @@ async def test_health_probe_codes() -> None:
         assert r.status_code == 200  # cert-manager reads only the status code
         await h.core.seal()
         assert (await h.client.get("/v1/sys/health")).status_code == 503
+
+
+async def _asgi_post(
+    h: Harness, path: str, body: bytes, headers: dict[str, str], chain: list[str]
+) -> tuple[int, dict]:
+    """A POST as it arrives over mTLS: the TLS layer hands the presented chain to the app."""
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "scheme": "https",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 40000),
+        "extensions": {"tls": {"client_cert_chain": chain, "client_cert_verified_possession": True}},
+    }
+    await h.app(scope, receive, send)
+    return sent[0]["status"], json.loads(sent[1]["body"] or b"{}")
+
+
+async def test_client_certificate_login_then_sign() -> None:
+    async with running_core() as h:
+        await _setup_pki(h)
+        # cert-manager's own client certificate, from an issuing role (key_type "any" only signs)
+        role = {"allow_any_name": "true", "key_type": "ec", "client_flag": "true", "max_ttl": "24h"}
+        assert (await h.call("POST", "pki/roles/clients", json=role)).status_code in (200, 204)
+        r = await h.call(
+            "POST", "pki/issue/clients", json={"common_name": "cert-manager.example.com", "ttl": "1h"}
+        )
+        assert r.status_code == 200, r.text
+        issued = r.json()["data"]
+        await h.core.enable_mount(MountEntry("cert/", "cert", table="auth"))
+        r = await h.call(
+            "POST",
+            "auth/cert/certs/cm",
+            json={"certificate": issued["issuing_ca"], "token_policies": "cert-manager"},
+        )
+        assert r.status_code in (200, 204), r.text
+        status, body = await _asgi_post(
+            h,
+            "/v1/auth/cert/login",
+            _go_json({"name": ""}),
+            {"X-Vault-Request": "true"},
+            [issued["certificate"]],
+        )
+        assert status == 200, body
+        await _sign_as(h, body["auth"]["client_token"])
+        # a certificate from another CA is refused
+        other = await h.call(
+            "POST", "pki/root/rotate/internal", json={"common_name": "other root", "key_type": "ec"}
+        )
+        assert other.status_code == 200, other.text
+        status, body = await _asgi_post(
+            h, "/v1/auth/cert/login", _go_json({"name": ""}), {}, [other.json()["data"]["certificate"]]
+        )
+        assert status in (400, 403), body
