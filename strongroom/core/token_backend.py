@@ -44,8 +44,14 @@ from strongroom.framework import (
     operations,
 )
 from strongroom.logical.backend import BackendConfig, SpecialPaths
-from strongroom.logical.errors import CodedError, StrongroomError, UserError
-from strongroom.logical.request import Auth, Request, Response
+from strongroom.logical.errors import (
+    CodedError,
+    StrongroomError,
+    UnsupportedOperation,
+    UnsupportedPath,
+    UserError,
+)
+from strongroom.logical.request import Auth, Operation, Request, Response
 
 if TYPE_CHECKING:
     from strongroom.core.core import Core
@@ -714,7 +720,46 @@ class TokenBackend(FrameworkBackend):
             raise UserError("token not found")
         if entry.type == BATCH:
             raise UserError("batch tokens cannot be renewed")
+        await self._ask_issuing_method(req, entry)
         return await renew_token(self.core, entry, increment, token_system=self.config.system)
+
+    async def _ask_issuing_method(self, req: Request, entry: TokenEntry) -> None:
+        """Let the auth method that logged the token in refuse its renewal, as Vault does.
+
+        A cert token renews only with the certificate that logged in; a method may check that
+        its user or role still exists. A method that declares no renew handler has no say.
+        """
+        if not entry.path.startswith("auth/") or entry.path.startswith("auth/token/"):
+            return
+        routed = self.core.router.match(entry.path)
+        if routed is None:
+            raise UserError("the auth method that issued this token is no longer mounted")
+        route, rel = routed
+        auth = Auth(
+            policies=list(entry.policies),
+            token_policies=list(entry.policies),
+            metadata=dict(entry.meta),
+            display_name=entry.display_name,
+            internal_data=dict(entry.internal_meta.get("auth_internal_data") or {}),
+            entity_id=entry.entity_id,
+            client_token=entry.id,
+            accessor=entry.accessor,
+        )
+        renew = Request(
+            operation=Operation.RENEW,
+            path=rel,
+            storage=route.storage,
+            auth=auth,
+            connection=req.connection,
+            mount_point=route.entry.route_path,
+            mount_type=route.entry.type,
+            mount_accessor=route.entry.accessor,
+            request_id=req.request_id,
+        )
+        try:
+            await route.backend.handle_request(renew)
+        except (UnsupportedPath, UnsupportedOperation):
+            return
 
     # -- revoke ------------------------------------------------------------------------------
 
