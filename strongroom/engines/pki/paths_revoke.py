@@ -3,8 +3,9 @@
 Vault's texts are kept for every error a client may match on. The CRL and OCSP
 paths need no token (Vault's PathsSpecial). Where we differ from Vault, and why:
 
-* OCSP for an issuer this mount does not hold answers ``unauthorized`` instead of
-  an ``unknown`` signed by an unrelated issuer (see :mod:`.ocsp`), and the nonce
+* OCSP for an issuer this mount does not hold answers ``unknown`` signed by the
+  default issuer, as Vault does (an issuer of ours that may not sign OCSP answers
+  ``unauthorized``), and the nonce
   is echoed.
 * A fetched CRL is rebuilt first when a revocation is still owed (``auto_rebuild``
   defers rebuilding to a background task) or when it is past its NextUpdate.
@@ -299,8 +300,23 @@ class RevokePaths:
         except ocsp.OcspMalformed:
             return self._ocsp_error(x509_ocsp.OCSPResponseStatus.MALFORMED_REQUEST, 400)
         issuers = await self._ocsp_issuers(storage)
-        issuer, _unusable = ocsp.match_issuer(parsed, issuers)
-        if issuer is None:  # a foreign CA, or ours without ocsp-signing usage / key
+        issuer, unusable = ocsp.match_issuer(parsed, issuers)
+        if issuer is None and not unusable:
+            # a CA this mount does not hold: "unknown", signed by the default issuer, as
+            # Vault answers (RFC 6960 §2.2: the responder does not know the certificate)
+            default_id = (await store.get_issuers_config(storage)).default
+            default = next((i for i in issuers if i.issuer_id == default_id), None)
+            if default is None or default.private_key is None or not default.can_sign:
+                return self._ocsp_error(x509_ocsp.OCSPResponseStatus.UNAUTHORIZED, 401)
+            body = ocsp.build_response(
+                issuer=default,
+                req=parsed,
+                state=ocsp.CertState.UNKNOWN,
+                now=dt.datetime.fromtimestamp(revocation.now(), dt.UTC),
+                validity_seconds=config.seconds("ocsp_expiry"),
+            )
+            return Response(raw=RawResponse(body, ocsp.CONTENT_TYPE, 200))
+        if issuer is None:  # ours, but without the ocsp-signing usage or a key
             return self._ocsp_error(x509_ocsp.OCSPResponseStatus.UNAUTHORIZED, 401)
         record = await revocation.load_revoked(storage, store.serial_to_str(parsed.serial))
         if record is not None and record.issuer_id and record.issuer_id != issuer.issuer_id:

@@ -239,12 +239,33 @@ async def test_unknown_status_from_the_builder_verifies(pki: Pki) -> None:
     assert "Response verify OK" in out and "Cert Status: unknown" in out and "Next Update" not in out
 
 
-async def test_foreign_issuer_and_missing_ocsp_usage_are_unauthorized(pki: Pki) -> None:
+async def test_foreign_issuer_is_unknown_and_missing_ocsp_usage_unauthorized(pki: Pki) -> None:
     other_key = ec.generate_private_key(ec.SECP256R1())
     other = make_cert("ocsp root", other_key, ca=True)  # same name, different key
     foreign = make_cert("leaf", ec.generate_private_key(ec.SECP256R1()), other, other_key)
-    code, body = await pki.post(pki.request(foreign, ca=other))
-    assert code == 401 and status_of(body) == x509_ocsp.OCSPResponseStatus.UNAUTHORIZED
+    request = pki.request(foreign, ca=other)
+    code, body = await pki.post(request)
+    # Vault's answer: "unknown", signed by the mount's default issuer (trusted here as the responder)
+    assert code == 200 and status_of(body) == x509_ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert x509_ocsp.load_der_ocsp_response(body).certificate_status == x509_ocsp.OCSPCertStatus.UNKNOWN
+    # the responder is not that CA, so a client has to trust it explicitly (-VAfile)
+    (pki.tmp / "foreign-resp.der").write_bytes(body)
+    (pki.tmp / "responder.pem").write_bytes(pki.ca.public_bytes(serialization.Encoding.PEM))
+    done = subprocess.run(
+        [
+            "openssl",
+            "ocsp",
+            "-respin",
+            str(pki.tmp / "foreign-resp.der"),
+            "-VAfile",
+            str(pki.tmp / "responder.pem"),
+            "-resp_text",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    out = done.stdout + done.stderr
+    assert "Response verify OK" in out and "Cert Status: unknown" in out, out
     entry = await store.fetch_issuer(pki.storage, pki.issuer_id)
     assert entry is not None
     entry.usage = ["read-only", "issuing-certificates", "crl-signing"]
