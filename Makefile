@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 APT_PACKAGES := postgresql openssl slapd ldap-utils default-jre-headless
 
-.PHONY: run test venv test-deps system-deps lint typecheck unit hvac bench clean
+.PHONY: run test venv test-deps system-deps lint typecheck unit hvac bench bench-pki clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,16 @@ test: test-deps lint typecheck
 
 bench: $(STAMP)
 	$(PY) bench/kv.py
+
+# PKI vs cfssl (the peer) and the crypto-only ceiling, one run; needs cfssl and wrk from Debian.
+BENCH_PKI_PACKAGES := golang-cfssl wrk
+bench-pki: $(STAMP)
+	@missing=""; for p in $(BENCH_PKI_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	$(PY) bench/pki.py $(BENCH_PKI_ARGS)
 
 clean:
 	rm -rf $(VENV) .work build *.egg-info
