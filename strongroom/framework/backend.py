@@ -40,6 +40,7 @@ class FrameworkBackend:
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
+        self._route_memo: dict[str, tuple[Path, dict[str, Any]] | None] = {}
         self.paths: list[Path] = self.build_paths()
         unauth = [template_glob(p.template) for p in self.paths if p.unauthenticated]
         root = [template_glob(p.template) for p in self.paths if p.sudo]
@@ -66,11 +67,20 @@ class FrameworkBackend:
     # -- routing ------------------------------------------------------------------------------
 
     def _route(self, path: str) -> tuple[Path, dict[str, Any]] | None:
+        """First declared match; memoised, since a request routes twice and paths repeat."""
+        memo = self._route_memo
+        if path in memo:
+            return memo[path]
+        found: tuple[Path, dict[str, Any]] | None = None
         for candidate in self.paths:
             captures = candidate.match(path)
             if captures is not None:
-                return candidate, captures
-        return None
+                found = (candidate, captures)
+                break
+        if len(memo) >= 4096:
+            memo.clear()
+        memo[path] = found
+        return found
 
     def route_exists(self, path: str) -> bool:
         return self._route(path) is not None

@@ -17,6 +17,7 @@ clients and tests match on them.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import re
@@ -118,9 +119,20 @@ class RoleEntry:
         return entry
 
     def copy(self) -> RoleEntry:
-        """A deep enough copy to adjust for one request (lists are rebuilt)."""
-        return RoleEntry.from_json(self.to_json())
+        """A copy to adjust for one request: scalars are shared, lists and dicts rebuilt."""
+        clone = dataclasses.replace(self)
+        for f in _CONTAINER_FIELDS:
+            value = getattr(clone, f)
+            if isinstance(value, list):
+                setattr(clone, f, list(value))
+            elif isinstance(value, dict):
+                setattr(clone, f, dict(value))
+        return clone
 
+
+_CONTAINER_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(RoleEntry) if "list" in str(f.type) or "dict" in str(f.type)
+)
 
 # Field names a client may set on ``roles/:name`` (the same names as RoleEntry's).
 ROLE_PARAMETERS: tuple[str, ...] = tuple(f.name for f in fields(RoleEntry) if f.name != "max_path_length")
