@@ -33,6 +33,43 @@ class Harness:
     def headers(self, token: str | None = None) -> dict[str, str]:
         return {"X-Vault-Token": self.root_token if token is None else token}
 
+    async def raw(
+        self,
+        method: str,
+        raw_path: bytes,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        client_cert_chain: list[str] | None = None,
+    ) -> tuple[int, bytes]:
+        """Call the app with a crafted ASGI request: a path exactly as given (httpx would
+        normalise ``..``) and, optionally, the client certificate chain a TLS listener hands
+        over. Returns (status, body)."""
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: Any) -> None:
+            sent.append(dict(message))
+
+        scope: dict[str, Any] = {
+            "type": "http",
+            "scheme": "https" if client_cert_chain is not None else "http",
+            "method": method,
+            "path": raw_path.decode("latin-1"),
+            "raw_path": raw_path,
+            "query_string": b"",
+            "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+            "client": ("127.0.0.1", 40000),
+        }
+        if client_cert_chain is not None:
+            chain = list(client_cert_chain)
+            scope["extensions"] = {
+                "tls": {"client_cert_chain": chain, "client_cert_verified_possession": bool(chain)}
+            }
+        await self.app(scope, receive, send)
+        return int(sent[0]["status"]), bytes(sent[1].get("body", b""))
+
     async def call(
         self, method: str, path: str, json: Any = None, token: str | None = None, **kw: Any
     ) -> httpx.Response:

@@ -102,25 +102,8 @@ async def test_sealed_answers_503() -> None:
 
 async def _raw_get(h, raw_path: bytes) -> tuple[int, dict]:
     """Send a path exactly as given (httpx would normalise ``..`` away)."""
-    sent: list[dict] = []
-
-    async def receive() -> dict:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": raw_path.decode("latin-1"),
-        "raw_path": raw_path,
-        "query_string": b"",
-        "headers": [(b"x-vault-token", h.root_token.encode())],
-        "client": ("127.0.0.1", 1),
-    }
-    await h.app(scope, receive, send)
-    return sent[0]["status"], json.loads(sent[1]["body"])
+    status, body = await h.raw("GET", raw_path, headers={"X-Vault-Token": h.root_token})
+    return status, json.loads(body)
 
 
 @pytest.mark.parametrize(

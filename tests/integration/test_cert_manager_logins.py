@@ -126,27 +126,8 @@ async def _asgi_post(
     h: Harness, path: str, body: bytes, headers: dict[str, str], chain: list[str]
 ) -> tuple[int, dict]:
     """A POST as it arrives over mTLS: the TLS layer hands the presented chain to the app."""
-    sent: list[dict] = []
-
-    async def receive() -> dict:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "scheme": "https",
-        "method": "POST",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 40000),
-        "extensions": {"tls": {"client_cert_chain": chain, "client_cert_verified_possession": True}},
-    }
-    await h.app(scope, receive, send)
-    return sent[0]["status"], json.loads(sent[1]["body"] or b"{}")
+    status, raw = await h.raw("POST", path.encode(), body, headers, client_cert_chain=chain)
+    return status, json.loads(raw or b"{}")
 
 
 async def test_client_certificate_login_then_sign() -> None:

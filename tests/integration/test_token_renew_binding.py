@@ -13,28 +13,11 @@ from strongroom.testing import Harness, running_core
 
 
 async def _post(h: Harness, path: str, body: dict, chain: list[str], token: str = "") -> tuple[int, dict]:
-    sent: list[dict] = []
-
-    async def receive() -> dict:
-        return {"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    headers = [(b"x-vault-token", token.encode())] if token else []
-    scope = {
-        "type": "http",
-        "scheme": "https",
-        "method": "POST",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": headers,
-        "client": ("127.0.0.1", 40001),
-        "extensions": {"tls": {"client_cert_chain": chain, "client_cert_verified_possession": True}},
-    }
-    await h.app(scope, receive, send)
-    return sent[0]["status"], json.loads(sent[1]["body"] or b"{}")
+    headers = {"X-Vault-Token": token} if token else {}
+    status, raw = await h.raw(
+        "POST", path.encode(), json.dumps(body).encode(), headers, client_cert_chain=chain
+    )
+    return status, json.loads(raw or b"{}")
 
 
 async def test_cert_token_renews_only_with_its_own_certificate() -> None:
