@@ -33,6 +33,8 @@ _UNIT_NANOS: dict[str, int] = {
 # One "<number><unit>" term; the whole string must be a sequence of these.
 _TERM = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)")
 _INT = re.compile(r"[+]?\d+")
+_SIMPLE = re.compile(r"(\d{1,15})([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(value: str | int | float) -> int:
@@ -63,6 +65,10 @@ def parse_duration(value: str | int | float) -> int:
         if len(text) > 30:  # far beyond MAX_SECONDS; avoid huge int conversions
             raise ValueError(f"invalid duration {value!r}: out of range")
         return _checked(int(text), value)
+
+    simple = _SIMPLE.fullmatch(text)
+    if simple is not None:  # "1h", "90m", "768h", "30s": the common case, without Fractions
+        return _checked(int(simple.group(1)) * _UNIT_SECONDS[simple.group(2)], value)
 
     body = text[1:] if text.startswith("+") else text
     nanos = Fraction(0)

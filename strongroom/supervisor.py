@@ -381,6 +381,22 @@ async def _primary_main(
     await core.seal()
 
 
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGKILL the moment its supervisor dies, even by SIGKILL.
+
+    Otherwise orphaned workers would keep the listening socket (and the keyring) after
+    the supervisor is killed, and a restarted server could not bind its port.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        log.warning("workers will not follow the supervisor if it is killed (no prctl)")
+
+
 def run_supervised(
     cfg: ServerConfig, workers: int, on_ready: Callable[[], Awaitable[None]] | None = None
 ) -> None:
@@ -395,6 +411,7 @@ def run_supervised(
         parent_end, child_end = socket.socketpair()
         pid = os.fork()
         if pid == 0:  # worker
+            _die_with_parent()
             for other in parent_ends:
                 other.close()
             parent_end.close()

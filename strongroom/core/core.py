@@ -99,6 +99,7 @@ class Core:
         # runs background jobs (lease expiry, tidy); see strongroom.supervisor
         self.sync: SharedGenerations | None = None
         self.background_jobs = True
+        self._engine_generation = 0
         self.on_unsealed: list[Callable[[], Awaitable[None]]] = []
         self.on_sealed: list[Callable[[], Awaitable[None]]] = []
 
@@ -455,10 +456,22 @@ class Core:
                 self.policies.invalidate()
             elif kind is Kind.MOUNTS:
                 await self._load_mounts()
+            # Kind.ENGINE: engines compare engine_generation() themselves
 
     def _changed(self, kind: Kind) -> None:
         if self.sync is not None:
             self.sync.bump(kind)
+
+    def engine_generation(self) -> int:
+        """A number that changes whenever any engine of this node changed cached state."""
+        if self.sync is not None:
+            return self._engine_generation + self.sync.total(Kind.ENGINE)
+        return self._engine_generation
+
+    def engine_changed(self) -> None:
+        """An engine wrote state it caches: every process drops those caches before its next use."""
+        self._engine_generation += 1
+        self._changed(Kind.ENGINE)
 
     def _check_cidr(self, token: TokenEntry, req: Request) -> None:
         if not token.bound_cidrs:

@@ -20,6 +20,7 @@ class Kind(IntEnum):
     POLICIES = 1
     MOUNTS = 2
     SEAL = 3
+    ENGINE = 4  # engines' own caches (PKI roles, ...): bumped on write, compared on read
 
 
 _KINDS = len(Kind)
@@ -52,6 +53,10 @@ class SharedGenerations:
     def acknowledge(self, kind: Kind) -> None:
         """Mark every change of ``kind`` so far as seen (e.g. seals before an unseal)."""
         self._seen[kind] = self._totals()[kind]
+
+    def total(self, kind: Kind) -> int:
+        """The node-wide count of ``kind`` changes (for caches that compare it themselves)."""
+        return self._totals()[kind]
 
     def _totals(self) -> list[int]:
         cells = self._all.unpack_from(self._mm, 0)

@@ -34,7 +34,7 @@ from strongroom.engines.pki.issuing import (
     sign_certificate_request,
 )
 from strongroom.engines.pki.names import NameRequest, TemplateResolver
-from strongroom.engines.pki.paths_roles import load_role
+from strongroom.engines.pki.paths_roles import load_role, role_cache
 from strongroom.engines.pki.roles import DEFAULT_KEY_USAGE, RoleEntry
 from strongroom.framework import Field, FieldData, FieldType, Path, PathOperation
 from strongroom.logical.errors import UserError
@@ -214,10 +214,10 @@ def paths(backend: PkiBackend) -> list[Path]:
 
     async def role_for(d: FieldData) -> RoleEntry:
         name = str(d["role"])
-        role = await load_role(backend.storage, name)
+        role = await role_cache(backend).get(name)
         if role is None:
             raise UserError(f"unknown role: {name}")
-        return role
+        return role.copy()  # the cached entry is shared: callers adjust their own copy
 
     def issuer_ref(d: FieldData, role: RoleEntry, from_path: bool) -> str:
         return str(d["issuer_ref"]).strip() if from_path else (role.issuer_ref or store.DEFAULT_REF)

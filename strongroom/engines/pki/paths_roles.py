@@ -99,6 +99,52 @@ async def load_role(storage: Storage, name: str) -> RoleEntry | None:
     return None if raw is None else RoleEntry.from_json(raw)
 
 
+def role_cache(backend: Any) -> RoleCache:
+    """The backend's role cache (created on first use)."""
+    cache = getattr(backend, "_role_cache", None)
+    if cache is None:
+        cache = RoleCache(backend)
+        backend._role_cache = cache
+    return cache
+
+
+class RoleCache:
+    """Parsed roles for the issuance path, dropped whenever any process changes an engine's state.
+
+    Roles decide what may be issued, so a cached role must never outlive a change made
+    through another worker: every lookup compares the node-wide engine generation
+    (shared memory, see :mod:`strongroom.core.sync`) and every role write bumps it.
+    """
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+        self._generation = -1
+        self._roles: dict[str, RoleEntry | None] = {}
+
+    def _current(self) -> int:
+        core = getattr(self._backend, "core", None)
+        return int(core.engine_generation()) if core is not None else -2  # no core: never cache
+
+    async def get(self, name: str) -> RoleEntry | None:
+        generation = self._current()
+        if generation != self._generation or generation == -2:
+            self._roles.clear()
+            self._generation = generation
+        if name in self._roles:
+            return self._roles[name]
+        role = await load_role(self._backend.storage, name)
+        if len(self._roles) >= 1024:
+            self._roles.clear()
+        self._roles[name] = role
+        return role
+
+    def changed(self) -> None:
+        core = getattr(self._backend, "core", None)
+        if core is not None:
+            core.engine_changed()
+        self._roles.clear()
+
+
 def _sent(d: FieldData) -> dict[str, Any]:
     """The role parameters present in the request, coerced (policy_identifiers raw)."""
     out: dict[str, Any] = {}
@@ -139,6 +185,7 @@ def paths(backend: PkiBackend) -> list[Path]:
         role, warnings = role_from_input(sent, base)
         issuer_warning = await _issuer_warning(backend.storage, role.issuer_ref)
         await put_json(backend.storage, role_key(name), role.to_json())
+        role_cache(backend).changed()
         resp = Response(data=role_response(role))
         if issuer_warning:
             resp.add_warning(issuer_warning)
@@ -158,6 +205,7 @@ def paths(backend: PkiBackend) -> list[Path]:
 
     async def delete_role(req: Request, d: FieldData) -> Response | None:
         await backend.storage.delete(role_key(str(d["name"])))
+        role_cache(backend).changed()
         return None
 
     op = PathOperation
