@@ -78,3 +78,36 @@ def test_workers_share_seal_state_and_invalidate_caches(tmp_path: Path) -> None:
             assert _codes(client, "GET", "/v1/kv/data/a", root) == {200}
     finally:
         server.stop()
+
+
+def test_role_changes_reach_every_worker_before_it_issues(tmp_path: Path) -> None:
+    """PKI roles are cached per worker; a role tightened through one must bind all at once."""
+    server = ServerProcess(tmp_path, {"sqlite": {"path": str(tmp_path / "db.sqlite")}}, {"workers": 2})
+    server.start()
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    try:
+        _keys, root = server.init_and_unseal(shares=1, threshold=1)
+        with httpx.Client(
+            base_url=server.addr, limits=fresh, timeout=10, headers={"X-Vault-Token": root}
+        ) as c:
+            assert c.post("/v1/sys/mounts/pki", json={"type": "pki"}).status_code == 204
+            r = c.post(
+                "/v1/pki/root/generate/internal", json={"common_name": "root", "key_type": "ec", "ttl": "24h"}
+            )
+            assert r.status_code == 200, r.text
+            role = {
+                "allowed_domains": "example.com",
+                "allow_subdomains": True,
+                "key_type": "ec",
+                "max_ttl": "1h",
+            }
+            assert c.post("/v1/pki/roles/web", json=role).status_code in (200, 204)
+            issue = {"common_name": "a.example.com", "ttl": "10m"}
+            assert {c.post("/v1/pki/issue/web", json=issue).status_code for _ in range(ROUNDS)} == {200}
+            role["allowed_domains"] = "other.test"
+            assert c.post("/v1/pki/roles/web", json=role).status_code in (200, 204)
+            assert {c.post("/v1/pki/issue/web", json=issue).status_code for _ in range(ROUNDS)} == {400}
+            assert c.delete("/v1/pki/roles/web").status_code == 204
+            assert {c.post("/v1/pki/issue/web", json=issue).status_code for _ in range(ROUNDS)} == {400}
+    finally:
+        server.stop()
