@@ -12,6 +12,7 @@ import importlib
 import logging
 from typing import TYPE_CHECKING
 
+from strongroom.engines.pki.keypool import RsaKeyPool
 from strongroom.engines.pki.store import IssuerCache, register_cache
 from strongroom.framework import FrameworkBackend, Path
 from strongroom.logical.backend import BackendConfig
@@ -52,6 +53,7 @@ class PkiBackend(FrameworkBackend):
         self.core = core
         self.issuer_cache = IssuerCache()
         self.issuers_lock = asyncio.Lock()  # serialises issuer/key changes in this process
+        self.rsa_pool = RsaKeyPool()  # leaf keys for issue/ with RSA, generated ahead of demand
         super().__init__(config)
         register_cache(config.storage, self.issuer_cache)
 
@@ -69,6 +71,7 @@ class PkiBackend(FrameworkBackend):
             await revocation.start_background(self)
 
     async def cleanup(self) -> None:
+        await self.rsa_pool.close()
         revocation = _import_optional("strongroom.engines.pki.revocation")
         if revocation is not None and hasattr(revocation, "stop_background"):
             await revocation.stop_background(self)

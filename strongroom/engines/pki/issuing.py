@@ -494,14 +494,22 @@ async def issue_certificate(
     *,
     display_name: str = "",
     resolve: Any = None,
+    rsa_pool: Any = None,
 ) -> Issued:
-    """issue/: the server generates the key pair (role key_type / key_bits)."""
+    """issue/: the server generates the key pair (role key_type / key_bits).
+
+    ``rsa_pool`` (a :class:`~strongroom.engines.pki.keypool.RsaKeyPool`) hands out RSA
+    keys generated ahead of demand; without it the key is generated now.
+    """
     if role.key_type == "any":
         raise UserError('role key type "any" not allowed for issuing certificates, only signing')
     check_output_formats(inp)
     names = resolve_names(role, inp.names, None, display_name=display_name, resolve=resolve)
     validity = compute_validity(role, inp.ttl, inp.not_after, issuer, mount_default_ttl, mount_max_ttl)
-    key = await generate_key_async(role.key_type, role.key_bits)
+    if role.key_type == "rsa" and rsa_pool is not None:
+        key = await rsa_pool.take(role.key_bits or 2048)
+    else:
+        key = await generate_key_async(role.key_type, role.key_bits)
     cert = await _build_off_loop(role, names, key.public_key(), issuer, validity, 0, None)
     return Issued(cert, key, validity.warnings)
 

@@ -239,6 +239,7 @@ def paths(backend: PkiBackend) -> list[Path]:
                 max_ttl,
                 display_name=req.display_name,
                 resolve=await template_resolver(backend, req, role),
+                rsa_pool=getattr(backend, "rsa_pool", None),
             )
             return await respond(req, role, inp, issuer, issued)
 
