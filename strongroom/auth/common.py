@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from strongroom.cidrs import render_cidr
 from strongroom.durations import parse_duration
 from strongroom.framework.fields import Field, FieldData, FieldType
 from strongroom.logical.errors import UserError
@@ -136,13 +137,11 @@ def parse_cidrs(values: Iterable[str], field_name: str) -> list[str]:
         if not text:
             continue
         try:
-            iface = ipaddress.ip_interface(text)
+            out.append(render_cidr(text))
         except ValueError:
             raise UserError(
                 f"invalid {field_name}: {text[:64]!r} is not an IP address or CIDR block"
             ) from None
-        full = iface.network.prefixlen == iface.network.max_prefixlen
-        out.append(str(iface.ip) if full else str(iface))
     return out
 
 

@@ -10,13 +10,13 @@ policy subsets, orphans, periods, batch tokens, num_uses and roles. TTLs come fr
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import re
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from strongroom.cidrs import render_cidr
 from strongroom.core.core import MountSystemView
 from strongroom.core.tokens import (
     BATCH,
@@ -141,11 +141,9 @@ def _parse_cidrs(values: list[str], field_name: str) -> list[str]:
     out: list[str] = []
     for value in values:
         try:
-            iface = ipaddress.ip_interface(value.strip())
+            out.append(render_cidr(value.strip()))
         except ValueError:
             raise UserError(f"error parsing role fields: invalid address in {field_name}") from None
-        full = iface.network.max_prefixlen == iface.network.prefixlen
-        out.append(str(iface.ip) if full else str(iface))
     return out
 
 
