@@ -229,15 +229,21 @@ def delete(versions: str | None, mount: str | None, path: str) -> None:
 @out.api_options
 def undelete(versions: str, mount: str | None, path: str) -> None:
     """Restore soft-deleted versions (v2)."""
+    _versions_action("undelete", versions, mount, path)
+
+
+def _versions_action(action: str, versions: str, mount: str | None, path: str) -> None:
+    """``kv undelete`` and ``kv destroy``: the same request shape on another v2 path."""
     client = out.client_from()
     info, full = _resolve(client, path, mount)
-    _require_v2(info, "undelete")
+    _require_v2(info, action)
     numbers = _versions(versions)
     if not numbers:
-        out.fail("No versions provided, use the -versions flag to specify the version to undelete.")
-    api_path = info.api_path(full, "undelete")
+        out.fail(f"No versions provided, use the -versions flag to specify the version to {action}.")
+    api_path = info.api_path(full, action)
+    call = client.kv.undelete if action == "undelete" else client.kv.destroy
     with out.api_errors(f"writing data to {api_path}"):
-        client.kv.undelete(full, numbers, mount=info)
+        call(full, numbers, mount=info)
     out.success(f"Data written to: {api_path}")
 
 
@@ -248,16 +254,7 @@ def undelete(versions: str, mount: str | None, path: str) -> None:
 @out.api_options
 def destroy(versions: str, mount: str | None, path: str) -> None:
     """Permanently remove versions (v2)."""
-    client = out.client_from()
-    info, full = _resolve(client, path, mount)
-    _require_v2(info, "destroy")
-    numbers = _versions(versions)
-    if not numbers:
-        out.fail("No versions provided, use the -versions flag to specify the version to destroy.")
-    api_path = info.api_path(full, "destroy")
-    with out.api_errors(f"writing data to {api_path}"):
-        client.kv.destroy(full, numbers, mount=info)
-    out.success(f"Data written to: {api_path}")
+    _versions_action("destroy", versions, mount, path)
 
 
 @kv.group(cls=out.Group)
