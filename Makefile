@@ -25,13 +25,18 @@ $(TSTAMP): $(STAMP)
 	$(PIP) install -q -e '.[test]'
 	touch $@
 
-system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Install the Debian packages in $(1) that are missing (slapd preseeded: no system slapd is set up).
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  echo "slapd slapd/no_configuration boolean true" | debconf-set-selections 2>/dev/null || true; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+system-deps:
+	$(call apt_install,$(APT_PACKAGES))
 
 test-deps: $(TSTAMP) system-deps
 
@@ -48,11 +53,7 @@ test: test-deps lint typecheck
 # Benchmarks print figures (they are not tests); the load generator and peer come from Debian.
 BENCH_PACKAGES := golang-cfssl wrk
 bench-deps:
-	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	$(call apt_install,$(BENCH_PACKAGES))
 
 # KV v2 reads and writes against a bare endpoint on the same HTTP stack.
 bench: $(STAMP) bench-deps
