@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
-APT_PACKAGES := postgresql openssl slapd ldap-utils default-jre-headless
+APT_PACKAGES := postgresql openssl slapd ldap-utils default-jre-headless pebble lego uacme
 
 .PHONY: run test venv test-deps system-deps lint typecheck bench bench-deps bench-pki clean
 
