@@ -114,9 +114,9 @@ def body(obj: Any) -> bytes:
     return json.dumps(obj).encode()
 
 
-def problem(fn: Any, *args: Any) -> AcmeProblem:
+def problem(fn: Any, *args: Any, **kwargs: Any) -> AcmeProblem:
     with pytest.raises(AcmeProblem) as info:
-        fn(*args)
+        fn(*args, **kwargs)
     return info.value
 
 
@@ -309,6 +309,19 @@ def test_protected_header_requirements() -> None:
     assert problem(jws.parse, body(both)).detail == "jwk and kid are mutually exclusive"
     not_object = {**good(), "protected": b64(b"[1,2]")}
     assert problem(jws.parse, body(not_object)).kind == "malformed"
+
+
+def test_inner_jws_may_omit_the_nonce() -> None:
+    """RFC 8555 §7.3.5: the key-change inner JWS is parsed with require_nonce=False."""
+    key = ED25519_KEY
+    inner = jws.parse(body(make("EdDSA", key, drop=("nonce",))), require_nonce=False)
+    assert inner.nonce == "" and "nonce" not in inner.protected
+    assert inner.jwk is not None
+    jws.verify(inner, inner.jwk)
+    assert jws.parse(body(make("EdDSA", key)), require_nonce=False).nonce == NONCE
+    assert problem(jws.parse, body(make("EdDSA", key, drop=("nonce",)))).kind == "malformed"
+    missing_url = make("EdDSA", key, drop=("nonce", "url"))
+    assert problem(jws.parse, body(missing_url), require_nonce=False).kind == "malformed"
 
 
 @pytest.mark.parametrize("alg", ["none", "HS256", "HS512", "RS1", "ES256K", "Ed25519", "", "rs256"])

@@ -174,8 +174,12 @@ class JwsRequest:
         return _json_object(self.payload_raw, "JWS payload")
 
 
-def parse(body: bytes) -> JwsRequest:
-    """Parse a flattened JWS request body and check its protected header (no signature check)."""
+def parse(body: bytes, *, require_nonce: bool = True) -> JwsRequest:
+    """Parse a flattened JWS request body and check its protected header (no signature check).
+
+    ``require_nonce=False`` is for the inner JWS of a key change (RFC 8555 §7.3.5), which
+    may omit the nonce; ``nonce`` is then ``""`` unless a string was sent.
+    """
     try:
         text = body.decode("utf-8")
         obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
@@ -188,7 +192,9 @@ def parse(body: bytes) -> JwsRequest:
         raise _unsupported_alg(alg, SUPPORTED_ALGS)
     nonce, url = header.get("nonce"), header.get("url")
     if not isinstance(nonce, str) or not nonce:
-        raise AcmeProblem("malformed", "JWS protected header has no nonce")
+        if require_nonce:
+            raise AcmeProblem("malformed", "JWS protected header has no nonce")
+        nonce = ""
     if not isinstance(url, str) or not url:
         raise AcmeProblem("malformed", "JWS protected header has no url")
     jwk, kid = header.get("jwk"), header.get("kid")
