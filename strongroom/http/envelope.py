@@ -96,7 +96,9 @@ def render_response(req: Request, resp: Response | None) -> tuple[int, Headers, 
     if resp is not None and resp.raw is not None:
         raw = resp.raw
         headers = [(b"content-type", raw.content_type.encode())]
-        headers += [(k.lower().encode(), v.encode()) for k, v in raw.headers.items()]
+        for name, value in raw.headers.items():
+            values = value if isinstance(value, list) else [value]
+            headers += [(name.lower().encode(), v.encode()) for v in values]
         return raw.status, headers, raw.body
     extra = [(k.lower().encode(), v.encode()) for k, v in resp.headers.items()] if resp else []
     if req.operation == Operation.LIST and not _list_has_keys(resp):

@@ -100,12 +100,15 @@ class WrapInfo:
 
 @dataclass
 class RawResponse:
-    """A non-JSON body (CRLs, certificates, metrics), sent as is."""
+    """A non-JSON body (CRLs, certificates, metrics, ACME), sent as is.
+
+    A header given a list of values is sent once per value (ACME's ``Link``).
+    """
 
     body: bytes
     content_type: str = "application/octet-stream"
     status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str | list[str]] = field(default_factory=dict)
 
 
 @dataclass
