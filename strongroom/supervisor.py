@@ -4,7 +4,8 @@ EC signing and JSON handling hold the GIL, so a node scales across cores with
 processes (ARCHITECTURE.md decision 8). The layout:
 
 - the **supervisor** binds the listening sockets, creates the shared
-  invalidation counters (:mod:`strongroom.core.sync`), forks the workers, and
+  invalidation counters (:mod:`strongroom.core.sync`) and ACME nonce table
+  (:mod:`strongroom.engines.pki.acme.nonces`), forks the workers, and
   then runs the *primary* core: the only one that handles the seal lifecycle
   (init, unseal, seal, generate-root, rekey) and background jobs (lease
   expiry). Unseal progress therefore lives in one place per node;
@@ -37,6 +38,7 @@ from strongroom.config import ServerConfig
 from strongroom.core.assemble import build_core
 from strongroom.core.core import Core
 from strongroom.core.sync import Kind, SharedGenerations
+from strongroom.engines.pki.acme.nonces import NonceTable
 from strongroom.http.app import App
 from strongroom.logical import errors
 from strongroom.logical.request import Connection, Operation, RawResponse, Request, Response
@@ -217,12 +219,17 @@ def _build_core(cfg: ServerConfig) -> Core:
 
 
 async def _worker_main(
-    cfg: ServerConfig, sockets: list[socket.socket], control: socket.socket, sync: SharedGenerations
+    cfg: ServerConfig,
+    sockets: list[socket.socket],
+    control: socket.socket,
+    sync: SharedGenerations,
+    nonces: NonceTable,
 ) -> None:
     from strongroom.http.server import serve
 
     core = _build_core(cfg)
     core.sync = sync
+    core.acme_nonces = nonces
     core.background_jobs = False
     await core.is_initialized()
     reader, writer = await asyncio.open_unix_connection(sock=control)
@@ -274,10 +281,12 @@ async def _primary_main(
     channels: list[socket.socket],
     pids: list[int],
     sync: SharedGenerations,
+    nonces: NonceTable,
     on_ready: Callable[[], Awaitable[None]] | None,
 ) -> None:
     core = _build_core(cfg)
     core.sync = sync
+    core.acme_nonces = nonces
     await core.is_initialized()
     workers: list[Channel] = []
     for sock in channels:
@@ -405,6 +414,7 @@ def run_supervised(
 
     sockets = bind_sockets(cfg.listeners)
     sync = SharedGenerations(workers + 1)
+    nonces = NonceTable()  # ACME Replay-Nonces: issued at one worker, spent at any
     parent_ends: list[socket.socket] = []
     pids: list[int] = []
     for index in range(workers):
@@ -418,7 +428,7 @@ def run_supervised(
             sync.attach(index + 1)
             code = 0
             try:
-                asyncio.run(_worker_main(cfg, sockets, child_end, sync))
+                asyncio.run(_worker_main(cfg, sockets, child_end, sync, nonces))
             except Exception:
                 log.exception("worker crashed")
                 code = 1
@@ -431,7 +441,7 @@ def run_supervised(
     sync.attach(0)
     for sock in sockets:
         sock.close()  # only the workers accept connections
-    asyncio.run(_primary_main(cfg, parent_ends, pids, sync, on_ready))
+    asyncio.run(_primary_main(cfg, parent_ends, pids, sync, nonces, on_ready))
     for pid in pids:
         try:
             os.waitpid(pid, 0)

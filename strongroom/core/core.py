@@ -99,6 +99,9 @@ class Core:
         # runs background jobs (lease expiry, tidy); see strongroom.supervisor
         self.sync: SharedGenerations | None = None
         self.background_jobs = True
+        # the node's shared ACME nonce table (strongroom.engines.pki.acme.nonces), set by the
+        # supervisor before its workers fork; None: each process keeps its own
+        self.acme_nonces: Any = None
         self._engine_generation = 0
         self.on_unsealed: list[Callable[[], Awaitable[None]]] = []
         self.on_sealed: list[Callable[[], Awaitable[None]]] = []
