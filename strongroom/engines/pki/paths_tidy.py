@@ -19,11 +19,12 @@ import asyncio
 import json
 import re
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from strongroom.durations import format_duration
 from strongroom.engines.pki import revocation, store
+from strongroom.engines.pki.acme.tidy import tidy_acme
 from strongroom.framework import Field, FieldData, FieldType, Path, PathOperation
 from strongroom.logical.errors import UserError
 from strongroom.logical.request import Operation, Request, Response
@@ -185,6 +186,12 @@ class Tidier:
             self._check_cancel()
             if config.flags["tidy_expired_issuers"]:
                 await self._tidy_expired_issuers(config)
+            self._check_cancel()
+            if config.flags["tidy_acme"]:
+                counts = await tidy_acme(
+                    self.storage, config.buffers["safety_buffer"], config.buffers["acme_account_safety_buffer"]
+                )
+                self.status.counts.update(asdict(counts))
         except TidyCancelled:
             self._finish("Cancelled")
         except Exception as err:

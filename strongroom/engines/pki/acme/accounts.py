@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
 from typing import TYPE_CHECKING, Any
@@ -23,9 +22,7 @@ _EMAIL = re.compile(r"^[^@\s,;<>\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-
 
 
 def thumbprint_key(directory: Directory, thumbprint: str) -> str:
-    """Accounts are per directory: the same key may hold one account in each."""
-    scope = hashlib.sha256(directory.prefix.encode()).hexdigest()[:16]
-    return f"{state.THUMBPRINTS}{scope}/{thumbprint}"
+    return state.thumbprint_index(directory.prefix, thumbprint)
 
 
 def account_view(directory: Directory, account: state.Account) -> dict[str, Any]:

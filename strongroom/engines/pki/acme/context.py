@@ -110,9 +110,7 @@ async def resolve_directory(backend: PkiBackend, d: FieldData) -> Directory:
         raise AcmeProblem("malformed", "ACME is disabled in configuration", status=404)
     cluster = (await get_cluster_config(storage)).get("path", "")
     if not cluster:
-        raise AcmeProblem(
-            "serverInternal", "ACME is not configured: config/cluster path is not set", status=503
-        )
+        raise AcmeProblem("malformed", "ACME is not configured: config/cluster path is not set", status=404)
     prefix = directory_prefix(d)
     role_name = _captured(d, "role")
     issuer_ref = _captured(d, "issuer_ref")

@@ -552,11 +552,44 @@ async def _issue(
         await txn.put(state.CERT_OWNER + serial, order.account_id.encode())
 
 
+async def alternate_chains(backend: PkiBackend, chain_pem: str) -> list[str]:
+    """Other chains for the same leaf: issuers with the signing CA's subject and key (cross-signs).
+
+    Each alternate is the leaf followed by that issuer's own chain; certbot's
+    ``--preferred-chain``, uacme ``-l`` and cert-manager's ``preferredChain`` pick among them.
+    """
+    certs = x509.load_pem_x509_certificates(chain_pem.encode())
+    if len(certs) < 2:
+        return []
+    leaf, signer = certs[0], certs[1]
+    signer_spki = _spki(signer.public_key())
+    out: list[str] = []
+    for entry in await store.list_issuers(backend.storage):
+        cert = entry.cert()
+        if cert == signer or cert.subject != signer.subject or _spki(cert.public_key()) != signer_spki:
+            continue
+        chain = [p.strip() + "\n" for p in (entry.ca_chain or [entry.certificate])]
+        out.append(leaf.public_bytes(serialization.Encoding.PEM).decode() + "".join(chain))
+    return out
+
+
 async def certificate(backend: PkiBackend, req: Request, d: FieldData, directory: Directory) -> Reply:
     order_id = str(d["order_id"])
-    rel = f"order/{order_id}/cert"
+    index_text, alternate = d.get_ok("alternate") if "alternate" in d.fields else ("", False)
+    rel = f"order/{order_id}/cert" + (f"/{index_text}" if alternate else "")
     signed = await verify_post(backend, req, directory, rel, jwk_allowed=False, kid_allowed=True)
     order = await _load_own_order(backend, signed, order_id)
     if order.status != "valid" or not order.certificate_chain:
         raise AcmeProblem("malformed", "the order has no certificate yet", status=404)
-    return Reply(order.certificate_chain.encode(), content_type="application/pem-certificate-chain")
+    alternates = await alternate_chains(backend, order.certificate_chain)
+    body = order.certificate_chain
+    if alternate:
+        index = int(index_text) if str(index_text).isdigit() else 0
+        if not 1 <= index <= len(alternates):
+            raise AcmeProblem("malformed", "no such alternate chain", status=404)
+        body = alternates[index - 1]
+    base = directory.url(f"order/{order_id}/cert")
+    links = [(f"{base}/{n}", "alternate") for n in range(1, len(alternates) + 1)]
+    if alternate:
+        links = [(base, "alternate")] + [link for link in links if link[0] != directory.url(rel)]
+    return Reply(body.encode(), content_type="application/pem-certificate-chain", links=links)

@@ -133,6 +133,12 @@ def protocol_paths(backend: PkiBackend) -> list[Path]:
             path(
                 "order/{order_id:segment}/cert", "Download the certificate chain.", orders.certificate, order
             ),
+            path(
+                "order/{order_id:segment}/cert/{alternate:segment}",
+                "Download an alternate certificate chain.",
+                orders.certificate,
+                {**order, "alternate": Field(_SEG, "1-based index of the alternate chain.")},
+            ),
             path("order/{order_id:segment}", "Read an order.", orders.order_read, order),
             path(
                 "authorization/{authz_id:segment}",

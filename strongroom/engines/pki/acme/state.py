@@ -5,7 +5,7 @@ of a node, and a restarted node, sees the same accounts and orders. Layout:
 
 - ``config/acme``                    the directory configuration (:class:`AcmeConfig`)
 - ``acme/accounts/<kid>``            an account
-- ``acme/thumbprints/<thumbprint>``  the account that owns a key (one key, one account)
+- ``acme/thumbprints/<dir>/<thumb>`` the account that owns a key in a directory
 - ``acme/orders/<kid>/<order id>``   an account's orders
 - ``acme/authz/<kid>/<authz id>``    an account's authorizations (challenges inside)
 - ``acme/eab/<key id>``              unused external account binding keys
@@ -15,6 +15,7 @@ of a node, and a restarted node, sees the same accounts and orders. Layout:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import secrets
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -114,11 +115,10 @@ async def save_account(storage: Storage, account: Account) -> None:
     await put_json(storage, ACCOUNTS + account.id, asdict(account))
 
 
-async def account_for_thumbprint(storage: Storage, thumbprint: str) -> Account | None:
-    raw = await get_json(storage, THUMBPRINTS + thumbprint)
-    if raw is None:
-        return None
-    return await load_account(storage, str(raw.get("kid", "")))
+def thumbprint_index(directory_prefix: str, thumbprint: str) -> str:
+    """Where the account owning a key is found: accounts are per directory, so is the index."""
+    scope = hashlib.sha256(directory_prefix.encode()).hexdigest()[:16]
+    return f"{THUMBPRINTS}{scope}/{thumbprint}"
 
 
 async def list_accounts(storage: Storage) -> list[str]:
