@@ -30,6 +30,7 @@ PATH_MODULES = (
     "strongroom.engines.pki.paths_issue",
     "strongroom.engines.pki.paths_revoke",
     "strongroom.engines.pki.paths_tidy",
+    "strongroom.engines.pki.acme.paths_acme",
 )
 
 
@@ -72,6 +73,8 @@ class PkiBackend(FrameworkBackend):
 
     async def cleanup(self) -> None:
         await self.rsa_pool.close()
+        for task in list(self.__dict__.get("_acme_tasks", ())):  # ACME validations in flight
+            task.cancel()
         revocation = _import_optional("strongroom.engines.pki.revocation")
         if revocation is not None and hasattr(revocation, "stop_background"):
             await revocation.stop_background(self)
