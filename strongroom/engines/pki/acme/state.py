@@ -35,7 +35,7 @@ EAB_POLICIES = ("not-required", "new-account-required", "always-required")
 DEFAULT_MAX_TTL = 90 * 24 * 3600
 ORDER_LIFETIME = 24 * 3600  # an order (and its authorizations) must be finished within a day
 AUTHZ_LIFETIME = 24 * 3600
-VALIDATION_DEADLINE = 240.0  # a challenge still "processing" after this long has failed (5 attempts of <= 30 s)
+VALIDATION_DEADLINE = 240.0  # "processing" longer than this has failed (5 attempts of <= 30 s)
 
 
 def new_id() -> str:
