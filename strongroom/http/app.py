@@ -48,7 +48,7 @@ _METHODS = {
     "LIST": Operation.LIST,
 }
 # bodies handed to the handler as bytes, not parsed as JSON or a form
-_BINARY_TYPES = ("application/ocsp-request",)
+_BINARY_TYPES = ("application/ocsp-request", "application/jose+json")  # engines parse these themselves
 _BASE_HEADERS = [(b"cache-control", b"no-store"), (b"content-type", b"application/json")]
 
 
@@ -329,4 +329,5 @@ class App:
             wrap_ttl=wrap_ttl,
             wrap_format=headers.get("x-vault-wrap-format", ""),
             raw_body=body,
+            method=method,
         )

@@ -136,6 +136,7 @@ class Request:
     unauthenticated: bool = False
     # the undecoded body, for endpoints that speak a binary protocol (OCSP)
     raw_body: bytes = b""
+    method: str = ""  # the HTTP method as sent (HEAD and GET both read; ACME tells them apart)
     # set for renew / revoke of a lease or of a token's auth
     secret: SecretInfo | None = None
     auth: Auth | None = None

@@ -135,6 +135,8 @@ async def test_directory_lists_every_resource_and_ari(acme: Harness) -> None:
     assert c.directory["meta"]["externalAccountRequired"] is False
     r = await acme.client.head(c.directory["newNonce"])
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    r = await acme.client.get(c.directory["newNonce"])
+    assert r.status_code == 204 and r.headers["replay-nonce"]
     assert f'<{base}directory>;rel="index"' in r.headers.get_list("link")
 
 

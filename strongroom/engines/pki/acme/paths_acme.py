@@ -58,7 +58,8 @@ async def directory_doc(req: Request, d: FieldData, directory: Directory) -> Rep
 
 
 async def new_nonce(req: Request, d: FieldData, directory: Directory) -> Reply:
-    return Reply(None, 200)
+    """RFC 8555 §7.2: 200 to HEAD, 204 to GET (uacme insists on the 204)."""
+    return Reply(None, 200 if req.method == "HEAD" else 204)
 
 
 async def post_only(req: Request, d: FieldData, directory: Directory) -> Reply:
