@@ -501,3 +501,78 @@ async def test_tidy_acme_drops_finished_orders_then_idle_accounts(
     assert counts.acme_account_deleted_count == 2
     assert await state.list_accounts(storage) == []
     assert (await c.register()).status_code == 201
+
+
+async def test_garbage_never_500s_and_always_gets_a_problem_with_a_nonce(acme: Harness) -> None:
+    """Bodies from broken JSON to well-formed JWS with nonsense inside, on every POST resource."""
+    import json
+    import random
+
+    from acme_testclient import ec_jwk, jws
+
+    c = await client(acme)
+    await c.register()
+    rng = random.Random(8555)
+    urls = [
+        c.directory["newAccount"],
+        c.directory["newOrder"],
+        c.directory["revokeCert"],
+        c.directory["keyChange"],
+        c.kid,
+        c.kid + "/orders",
+        BASE + "acme/order/nope",
+        BASE + "acme/order/nope/finalize",
+        BASE + "acme/order/nope/cert",
+        BASE + "acme/authorization/nope",
+        BASE + "acme/challenge/nope/http-01",
+    ]
+    key = c.key
+    payloads: list[Any] = [
+        {},
+        [],
+        "",
+        None,
+        1e308,
+        {"identifiers": [{"type": "dns", "value": "\udcff"}]},
+        {"identifiers": [{"type": "dns", "value": "*." * 200}]},
+        {"identifiers": "x"},
+        {"csr": "A" * 5000},
+        {"certificate": "@@"},
+        {"contact": [None]},
+        {"status": 7},
+        {"externalAccountBinding": {"protected": "e30", "payload": "", "signature": ""}},
+        {"onlyReturnExisting": "yes"},
+        {"reason": "1", "certificate": "MA"},
+    ]
+    raw_bodies = [
+        b"",
+        b"{",
+        b"null",
+        b"[]",
+        b'{"protected":1}',
+        b"\xff\xfe",
+        b'{"protected":"","payload":"","signature":""}',
+    ]
+    for url in urls:
+        for body in raw_bodies:
+            r = await acme.client.post(url, content=body, headers={"Content-Type": "application/jose+json"})
+            assert 400 <= r.status_code < 500 and r.headers["replay-nonce"], (
+                url,
+                body,
+                r.status_code,
+                r.text,
+            )
+            assert r.headers["content-type"] == "application/problem+json"
+        for payload in payloads:
+            protected: dict[str, Any] = {"alg": "ES256", "nonce": await c.nonce(), "url": url}
+            if rng.random() < 0.5:
+                protected["kid"] = c.kid
+            else:
+                protected["jwk"] = ec_jwk(key)
+            try:
+                body = json.dumps(jws(key, protected, payload)).encode()
+            except (UnicodeEncodeError, ValueError):
+                continue
+            r = await acme.client.post(url, content=body, headers={"Content-Type": "application/jose+json"})
+            assert r.status_code < 500, (url, payload, r.status_code, r.text)
+            assert r.headers["replay-nonce"]
