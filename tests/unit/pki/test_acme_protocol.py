@@ -333,20 +333,66 @@ async def test_safe_default_refuses_loopback_identifiers() -> None:
         assert orders.json()["data"]["orders"] == []
 
 
-async def test_safe_default_refuses_to_validate_a_name_resolving_to_loopback(responder: Responder) -> None:
-    """A DNS name whose address is loopback passes newOrder but never reaches the responder."""
+class LoopbackZone:
+    """dnslib resolver: every name has the address 127.0.0.1."""
+
+    def resolve(self, request: Any, handler: Any) -> Any:
+        from dnslib import QTYPE, RR, A
+
+        reply = request.reply()
+        if QTYPE[request.q.qtype] == "A":
+            reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A("127.0.0.1"), ttl=60))
+        return reply
+
+
+@pytest.fixture
+def loopback_dns() -> Any:
+    from dnslib.server import DNSLogger, DNSServer
+
+    server = DNSServer(
+        LoopbackZone(), address="127.0.0.1", port=0, logger=DNSLogger(prefix=False, logf=lambda _s: None)
+    )
+    server.start_thread()
+    try:
+        yield int(server.server.server_address[1])
+    finally:
+        server.stop()
+        server.server.server_close()
+
+
+async def test_safe_default_refuses_to_validate_a_name_resolving_to_loopback(
+    responder: Responder, loopback_dns: int
+) -> None:
+    """A DNS name whose address is loopback passes newOrder but the validator never connects."""
     async with running_core() as h:
-        await setup_pki(h, {"challenge_http_port": responder.port, "dns_resolver": "127.0.0.1:1"})
+        await setup_pki(
+            h, {"challenge_http_port": responder.port, "dns_resolver": f"127.0.0.1:{loopback_dns}"}
+        )
         c = await client(h)
         await c.register()
-        r = await c.order([{"type": "dns", "value": "localhost.example.test"}])
-        order = r.json()
+        r = await c.order([{"type": "dns", "value": "app.example.test"}])
+        order_url, order = r.headers["location"], r.json()
         authz = (await c.post(order["authorizations"][0], "")).json()
         challenge = next(ch for ch in authz["challenges"] if ch["type"] == "http-01")
         responder.tokens[challenge["token"]] = c.key_authorization(challenge["token"])
-        # the validator resolves through 127.0.0.1:1 (nothing there): dns failure, no connection
         await c.post(challenge["url"], {})
+        authz = await c.poll(order["authorizations"][0], ("valid", "invalid"))
+        assert authz["status"] == "invalid"
+        error = authz["challenges"][0]["error"]
+        assert error["type"].endswith("rejectedIdentifier") and "127.0.0.1" in error["detail"], error
         assert responder.requests == []
+        assert (await c.poll(order_url, ("invalid",)))["status"] == "invalid"
+        # the same name validates once loopback is explicitly permitted
+        assert (
+            await h.call("POST", "pki/config/acme", json={"challenge_permitted_ip_ranges": ["127.0.0.0/8"]})
+        ).status_code == 200
+        r = await c.order([{"type": "dns", "value": "app.example.test"}])
+        authz = (await c.post(r.json()["authorizations"][0], "")).json()
+        challenge = next(ch for ch in authz["challenges"] if ch["type"] == "http-01")
+        responder.tokens[challenge["token"]] = c.key_authorization(challenge["token"])
+        await c.post(challenge["url"], {})
+        assert (await c.poll(r.json()["authorizations"][0], ("valid", "invalid")))["status"] == "valid"
+        assert responder.requests
 
 
 # -- accounts ---------------------------------------------------------------------------------
