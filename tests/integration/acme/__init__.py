@@ -1,0 +1,1 @@
+"""Real ACME clients (certbot, lego, uacme) against pebble and against strongroom's ACME server."""
