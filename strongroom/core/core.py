@@ -421,10 +421,16 @@ class Core:
             has_check, exists = await route.backend.existence_check(req)
             req.operation = Operation.CREATE if has_check and not exists else Operation.UPDATE
 
-        if token is not None and not unauth:
-            await self._authorize(req, token, full_path, route.is_root_path(rel))
-
         audit = self.audit
+        if token is not None and not unauth:
+            try:
+                await self._authorize(req, token, full_path, route.is_root_path(rel))
+            except PermissionDenied as denied:
+                if audit is not None:  # Vault records refused requests too, with their error
+                    await audit.log_request(req, token, full_path)
+                    await audit.log_error(req, token, full_path, denied)
+                raise
+
         if audit is not None:
             # fails closed: a request no audit device could record does not run
             await audit.log_request(req, token, full_path)

@@ -644,3 +644,18 @@ def test_formatter_hashes_strings_only_and_never_mutates() -> None:
     assert out["raw"] == f.hash_bytes(b"\x00")
     assert f.values(data, frozenset({"s", "l"}))["l"] == ["a", 2]
     assert Formatter(b"other").hash("v") != f.hash("v")
+
+
+async def test_requests_denied_by_the_acl_are_audited(tmp_path: FsPath) -> None:
+    log = tmp_path / "audit.log"
+    async with running_core() as h:
+        await mount_kv(h)
+        await enable_file(h, "file", log)
+        token = await token_with(h, 'path "secret/allowed" { capabilities = ["read"] }')
+        r = await h.call("PUT", "secret/forbidden", json={"password": "never-logged"}, token=token)
+        assert r.status_code == 403
+        refused = for_path(log, "secret/forbidden")
+        assert [e["type"] for e in refused] == ["request", "response"]
+        assert refused[1]["error"] == "permission denied"
+        assert refused[0]["request"]["data"]["password"] != "never-logged"
+        assert "never-logged" not in log.read_text()
