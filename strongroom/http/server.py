@@ -10,6 +10,11 @@ Two things stock uvicorn cannot do, and Vault clients need (ARCHITECTURE.md, dec
   process, the protocol costs ~0.7 µs more per request than stock uvicorn (~13 µs).
 * TLS that requests but never enforces a client certificate: see :mod:`strongroom.http.tls`.
 
+One thing it does slower than it needs to: uvicorn writes a response's head and its body
+with two ``transport.write`` calls, so two ``send`` system calls (and, on loopback, two
+trips through the peer's TCP receive path) per response. :class:`_CoalescingTransport`
+holds the head until the body arrives and sends both in one write.
+
 Limitation: the rewrite happens at request boundaries seen by ``data_received``: at the
 start of a connection and after each complete request. A ``LIST`` *pipelined* behind
 another request in the same TCP read is already inside the parser's buffer and gets 400.
@@ -63,6 +68,54 @@ _STATUS_431 = (
     b"content-type: text/plain; charset=utf-8\r\ncontent-length: 31\r\nconnection: close\r\n\r\n"
     b"Request header fields too large"
 )
+
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class _CoalescingTransport:
+    """The transport of one request/response cycle: the response head waits for the body.
+
+    uvicorn's cycle writes, in order: possibly ``100 Continue`` (passed through at once),
+    the response head (held), then body chunks (the first one goes out joined with the
+    head). Anything else touching the transport -- ``close``, a HEAD response that
+    writes no body (see ``VaultHttpProtocol.on_headers_complete``) -- sends the held
+    head first, so nothing is reordered or lost.
+    """
+
+    __slots__ = ("_held", "_state", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._state = 0  # 0 waiting for the head, 1 holding it, 2 passing everything through
+        self._held = b""
+
+    def write(self, data: bytes) -> None:
+        state = self._state
+        if state == 2:
+            self._transport.write(data)
+        elif state == 1:
+            self._state = 2
+            self._transport.write(self._held + data)
+            self._held = b""
+        elif data == _CONTINUE:
+            self._transport.write(data)
+        else:
+            self._state = 1
+            self._held = bytes(data)
+
+    def flush(self) -> None:
+        if self._state == 1:
+            self._state = 2
+            self._transport.write(self._held)
+            self._held = b""
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class VaultHttpProtocol(HttpToolsProtocol):
@@ -146,6 +199,17 @@ class VaultHttpProtocol(HttpToolsProtocol):
         self._in_head = False
         self._head_bytes = 0
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:
+            corked = _CoalescingTransport(self.transport)
+            cycle.transport = corked  # type: ignore[assignment]
+            done = cycle.on_response
+
+            def on_response() -> None:
+                corked.flush()  # a HEAD response ends without a body write
+                done()
+
+            cycle.on_response = on_response
 
     def on_message_complete(self) -> None:
         self._at_boundary = True

@@ -677,3 +677,123 @@ def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "stopped" in out
     assert startup < 5, startup  # includes interpreter start; the server itself needs far less
+
+
+# --- the response head and body leave in one write ------------------------------------------
+
+
+class _RecordingTransport:
+    """Enough of an asyncio transport for uvicorn's protocol, recording each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8200), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def test_coalescing_transport_holds_the_head_until_the_body() -> None:
+    from strongroom.http.server import _CoalescingTransport
+
+    inner = _RecordingTransport()
+    corked = _CoalescingTransport(inner)  # type: ignore[arg-type]
+    corked.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # interim responses go out at once
+    assert inner.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+    corked.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    assert len(inner.writes) == 1
+    corked.write(b"{}")
+    assert inner.writes[1] == b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
+    corked.write(b"more")  # later chunks pass straight through
+    assert inner.writes[2] == b"more"
+    assert corked.is_closing() is False  # everything else is the real transport's
+
+
+def test_coalescing_transport_sends_a_held_head_on_flush_and_close() -> None:
+    from strongroom.http.server import _CoalescingTransport
+
+    inner = _RecordingTransport()
+    corked = _CoalescingTransport(inner)  # type: ignore[arg-type]
+    corked.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    corked.flush()
+    corked.flush()
+    assert inner.writes == [b"HTTP/1.1 200 OK\r\n\r\n"]
+    other = _RecordingTransport()
+    corked = _CoalescingTransport(other)  # type: ignore[arg-type]
+    corked.write(b"HTTP/1.1 500 Internal Server Error\r\n\r\n")
+    corked.close()  # an app that fails after starting its response
+    assert other.writes == [b"HTTP/1.1 500 Internal Server Error\r\n\r\n"] and other.closed
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "HEAD"])
+def test_one_write_per_response(method: str) -> None:
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from strongroom.http.server import VaultHttpProtocol, _uvicorn_config
+
+    async def main() -> list[bytes]:
+        config: uvicorn.Config = _uvicorn_config(echo_app)
+        config.load()
+        protocol = VaultHttpProtocol(config, ServerState(), {}, asyncio.get_running_loop())
+        transport = _RecordingTransport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        for target in ("/v1/a", "/v1/b"):
+            protocol.data_received(request(method, target, b"{}" if method == "POST" else b""))
+            for _ in range(50):
+                await asyncio.sleep(0)
+        protocol.connection_lost(None)
+        return transport.writes
+
+    writes = asyncio.run(main())
+    assert len(writes) == 2, writes  # one per response: head and body together
+    for write in writes:
+        assert write.startswith(b"HTTP/1.1 200 OK\r\n")
+        head, _, body = write.partition(b"\r\n\r\n")
+        if method == "HEAD":
+            assert body == b""
+        else:
+            assert json.loads(body)["method"] == method
+
+
+def test_expect_100_continue_still_answers_before_the_body(plain_server: RunningServer) -> None:
+    with connect(plain_server.port()) as sock:
+        sock.sendall(
+            b"POST /v1/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
+        )
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            interim += sock.recv(65536)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n")
+        sock.sendall(b"{}")
+        buffer = bytearray(interim.partition(b"\r\n\r\n")[2])
+        status, _, body = read_response(sock, buffer)
+        assert status == 200 and json.loads(body)["body_len"] == 2
+
+
+def test_head_then_get_on_one_connection(plain_server: RunningServer) -> None:
+    with connect(plain_server.port()) as sock:
+        sock.sendall(request("HEAD", "/v1/a"))
+        buffer = bytearray()
+        while b"\r\n\r\n" not in buffer:
+            buffer += sock.recv(65536)
+        head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and rest == b""
+        sock.sendall(request("GET", "/v1/b"))
+        status, _, body = read_response(sock, bytearray())
+        assert status == 200 and json.loads(body)["path"] == "/v1/b"
