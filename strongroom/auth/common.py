@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from strongroom.cidrs import render_cidr
+from strongroom.cidrs import check_cidrs as check_cidrs  # re-exported for the auth methods
+from strongroom.cidrs import networks, render_cidr
 from strongroom.durations import parse_duration
 from strongroom.framework.fields import Field, FieldData, FieldType
 from strongroom.logical.errors import UserError
@@ -155,39 +156,9 @@ def validate_cidr_blocks(values: Iterable[str]) -> bool:
     return True
 
 
-def _networks(cidrs: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    nets = []
-    for cidr in cidrs:
-        try:
-            nets.append(ipaddress.ip_network(cidr.strip(), strict=False))
-        except ValueError:
-            continue  # an unparsable block never matches
-    return nets
-
-
-def check_cidrs(remote_addr: str, cidrs: Iterable[str]) -> bool:
-    """Whether ``remote_addr`` may log in from where it is: True with no blocks, else inside one.
-
-    An unknown or unparsable address is refused when blocks are set; an IPv4-mapped IPv6
-    address is matched as the IPv4 address it carries.
-    """
-    blocks = [c for c in cidrs if c.strip()]
-    if not blocks:
-        return True
-    nets = _networks(blocks)
-    try:
-        addr = ipaddress.ip_address(remote_addr.strip().strip("[]"))
-    except ValueError:
-        return False
-    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [addr]
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        candidates.append(addr.ipv4_mapped)
-    return any(a.version == n.version and a in n for a in candidates for n in nets)
-
-
 def cidrs_subset(inner: Iterable[str], outer: Iterable[str]) -> bool:
     """Vault's ``cidrutil.SubsetBlocks``: every inner block lies inside some outer block (none outer: yes)."""
-    outer_nets = _networks(outer)
+    outer_nets = networks(outer)
     if not outer_nets:
         return True
     for block in inner:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from strongroom.cidrs import check_cidrs
 from strongroom.core.barrier import Barrier
 from strongroom.core.mounts import AUTH_KEY, MOUNTS_KEY, MountEntry, MountTable
 from strongroom.core.policy_store import PolicyStore
@@ -483,21 +484,8 @@ class Core:
         self._changed(Kind.ENGINE)
 
     def _check_cidr(self, token: TokenEntry, req: Request) -> None:
-        if not token.bound_cidrs:
-            return
-        import ipaddress
-
-        try:
-            addr = ipaddress.ip_address(req.connection.remote_addr)
-        except ValueError:
-            raise PermissionDenied() from None
-        for cidr in token.bound_cidrs:
-            try:
-                if addr in ipaddress.ip_network(cidr, strict=False):
-                    return
-            except ValueError:
-                continue
-        raise PermissionDenied()
+        if token.bound_cidrs and not check_cidrs(req.connection.remote_addr, token.bound_cidrs):
+            raise PermissionDenied()
 
     async def check_token(self, req: Request, path: str, *, sudo: bool = False) -> TokenEntry:
         """Authenticate and authorise a request that bypasses routing (sealed-safe sys paths)."""

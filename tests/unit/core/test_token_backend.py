@@ -808,3 +808,25 @@ async def test_identity_policies_and_entity_alias(h: Harness) -> None:
     assert child["entity_id"] == "ent-svc-a"
     r = await create(h, "auth/token/create/ea", entity_alias="off", policies=["p1"])
     assert (r.status_code, errors(r)) == (403, ["entity from given entity alias is disabled"])
+
+
+async def test_bound_cidrs_match_an_ipv4_mapped_ipv6_peer_like_logins_do() -> None:
+    """A dual-stack listener reports ::ffff:a.b.c.d; the token bound to a.b.c.d must still work."""
+    from strongroom.core.tokens import TokenEntry
+    from strongroom.logical.errors import PermissionDenied
+    from strongroom.logical.request import Connection, Operation, Request
+
+    async with running_core() as h:
+        token = TokenEntry(id="x", policies=["default"], bound_cidrs=["127.0.0.1/32"])
+        for peer, allowed in (
+            ("::ffff:127.0.0.1", True),
+            ("127.0.0.1", True),
+            ("::ffff:10.0.0.1", False),
+            ("bogus", False),
+        ):
+            req = Request(Operation.READ, "x", connection=Connection(remote_addr=peer))
+            if allowed:
+                h.core._check_cidr(token, req)
+            else:
+                with pytest.raises(PermissionDenied):
+                    h.core._check_cidr(token, req)
