@@ -480,11 +480,13 @@ def start_strongroom(tmpdir: Path, eab_required: bool = False) -> StrongroomTarg
         port, http_port, tls_port = free_port(), free_port(), free_port()
         addr = f"https://127.0.0.1:{port}"
         config = {
-            "storage": {"inmem": {}},
+            # SQLite: a node of one HTTP worker per CPU, so nonces and orders cross processes
+            "storage": {"sqlite": {"path": str(tmpdir / "strongroom.db")}},
             "listener": {
                 "tcp": {"address": f"127.0.0.1:{port}", "tls_cert_file": str(cert), "tls_key_file": str(key)}
             },
             "disable_mlock": True,
+            "workers": 2,
         }
         cfg = tmpdir / "server.json"
         cfg.write_text(json.dumps(config, indent=2))

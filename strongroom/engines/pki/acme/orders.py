@@ -334,6 +334,8 @@ async def challenge_post(backend: PkiBackend, req: Request, d: FieldData, direct
             start_validation(backend, account.id, authz, challenge, key_auth, settings)
     reply = Reply(challenge_view(directory, authz, challenge))
     reply.links.append((directory.url(f"authorization/{authz.id}"), "up"))
+    if challenge.status == "processing":
+        reply.retry_after = 1  # lego waits 5 s between polls without it
     return reply
 
 
