@@ -272,6 +272,7 @@ async def test_refused_requests_create_nothing(acme: Harness) -> None:
     assert created[0] == before[0] + 1
     c2 = Client(acme.client, c.directory_url, directory=directory)
     problem(await c2.post(directory["newAccount"], {}, use_jwk=True, nonce=nonce), "badNonce", 400)
+    assert await counts(acme) == created  # the replay created no account
     # a JWS signed with another key than the jwk it carries
     other = ec.generate_private_key(ec.SECP256R1())
     r = await c2.post(directory["newAccount"], {}, use_jwk=True, key=other)  # consistent: would succeed
