@@ -59,6 +59,8 @@ KEEP_ALIVE_TIMEOUT = 65
 LIMIT_CONCURRENCY = 4096  # connections or in-flight requests per process before answering 503
 GRACEFUL_SHUTDOWN_TIMEOUT = 30  # seconds to let in-flight requests finish
 BACKLOG = 2048
+# Connections one worker accepts per wake-up of its listening socket (asyncio takes up to BACKLOG)
+ACCEPT_BATCH = 4
 
 _MAYBE_LIST = (b"L", b"\r", b"\n")  # first byte at a boundary that needs a closer look
 
@@ -318,6 +320,7 @@ class _Server(uvicorn.Server):
         await self.lifespan.startup()
         config, state = self.config, self.server_state
         loop = asyncio.get_running_loop()
+        _limit_accept_batch(loop)
         app_state = self.lifespan.state
 
         def plain() -> asyncio.Protocol:
@@ -389,6 +392,38 @@ class _Server(uvicorn.Server):
         finally:
             for sig, handler in original.items():
                 signal.signal(sig, handler)
+
+
+def _limit_accept_batch(loop: asyncio.AbstractEventLoop) -> None:
+    """Make this loop accept at most ACCEPT_BATCH connections each time a listener is readable.
+
+    Worker processes share one listening socket and all wake when connections arrive.
+    asyncio's selector loop then accepts up to ``backlog`` (2048) at once, so the first
+    worker to run takes a whole burst: 64 connections opened together all landed on one
+    of two workers in about half of our benchmark runs, leaving the other idle for the
+    life of those keep-alive connections. Taking a few at a time lets every awake worker
+    take its share. ``_accept_connection`` is CPython's selector-loop internal; on a loop
+    without it (another implementation) nothing changes.
+    """
+    original = getattr(loop, "_accept_connection", None)
+    if original is None or getattr(original, "_strongroom_batch", None) is not None:
+        return
+
+    def accept(
+        protocol_factory: Any,
+        sock: socket.socket,
+        sslcontext: Any = None,
+        server: Any = None,
+        backlog: int = 100,
+        *rest: Any,
+        **options: Any,
+    ) -> Any:
+        return original(
+            protocol_factory, sock, sslcontext, server, min(backlog, ACCEPT_BATCH), *rest, **options
+        )
+
+    accept._strongroom_batch = ACCEPT_BATCH  # type: ignore[attr-defined]
+    loop._accept_connection = accept  # type: ignore[attr-defined]
 
 
 def _format_hostport(host: str, port: int) -> str:

@@ -797,3 +797,41 @@ def test_head_then_get_on_one_connection(plain_server: RunningServer) -> None:
         sock.sendall(request("GET", "/v1/b"))
         status, _, body = read_response(sock, bytearray())
         assert status == 200 and json.loads(body)["path"] == "/v1/b"
+
+
+# --- workers sharing a listening socket take turns accepting ----------------------------------
+
+
+def test_accepts_are_taken_a_few_at_a_time() -> None:
+    from strongroom.http.server import ACCEPT_BATCH, _limit_accept_batch
+
+    loop = asyncio.new_event_loop()
+    try:
+        seen: list[int] = []
+
+        def accept(
+            factory: Any, sock: Any, sslcontext: Any = None, server: Any = None, backlog: int = 100
+        ) -> None:
+            seen.append(backlog)
+
+        loop._accept_connection = accept  # type: ignore[attr-defined]
+        _limit_accept_batch(loop)
+        _limit_accept_batch(loop)  # idempotent: one cap, not a wrapper around a wrapper
+        loop._accept_connection(None, None, None, None, 2048)  # type: ignore[attr-defined]
+        loop._accept_connection(None, None, None, None, 2)  # type: ignore[attr-defined]
+        assert seen == [ACCEPT_BATCH, 2]
+    finally:
+        loop.close()
+
+
+def test_a_burst_of_connections_is_served(plain_server: RunningServer) -> None:
+    socks = [connect(plain_server.port()) for _ in range(40)]  # all queued before any is read
+    try:
+        for sock in socks:
+            sock.sendall(request("GET", "/v1/burst"))
+        for sock in socks:
+            status, _, body = read_response(sock, bytearray())
+            assert status == 200 and json.loads(body)["path"] == "/v1/burst"
+    finally:
+        for sock in socks:
+            sock.close()
