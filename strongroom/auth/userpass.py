@@ -31,6 +31,10 @@ What this module adds on top of Vault's behaviour, and why:
 * Passwords longer than 72 bytes (bcrypt's limit) are refused when set; at login such a
   password is checked against the dummy hash (same work, never a match).
 
+Renewal, as Vault's ``pathLoginRenew``: the token store asks ``login/<name>`` (``RENEW``),
+which refuses (400) once the user is deleted or its ``token_policies`` no longer equal the
+token's (``default`` aside). Deleting a user does not revoke its tokens; they just stop renewing.
+
 Passwords and hashes are never logged, echoed in errors, or returned by a read.
 """
 
@@ -54,6 +58,7 @@ from strongroom.auth.common import (
     TokenParams,
     check_cidrs,
     mount_lockout_policy,
+    parse_policies,
     token_fields,
 )
 from strongroom.framework import Display, Field, FieldData, FieldType, FrameworkBackend, Path, PathOperation
@@ -221,6 +226,11 @@ async def ensure_decoy(storage: Storage) -> None:
             await put_json(txn, _DECOY_KEY, decoy.to_json())
 
 
+def _same_policies(a: list[str], b: list[str]) -> bool:
+    """``policyutil.EquivalentPolicies``: the same set, ignoring order, case, duplicates and ``default``."""
+    return set(parse_policies(a)) - {"default"} == set(parse_policies(b)) - {"default"}
+
+
 def op(
     handler: Callable[[Request, FieldData], Awaitable[Response | None]], summary: str = ""
 ) -> PathOperation:
@@ -262,7 +272,10 @@ class UserpassBackend(FrameworkBackend):
         return [
             Path(
                 "login/{username:segment}",
-                {Operation.UPDATE: op(self._login, "Log in with a username and password.")},
+                {
+                    Operation.UPDATE: op(self._login, "Log in with a username and password."),
+                    Operation.RENEW: op(self._renew, "Renew a token issued by this method."),
+                },
                 fields={
                     "username": Field(S, "Username of the user."),
                     "password": Field(S, "Password for this user.", sensitive=True),
@@ -435,6 +448,23 @@ class UserpassBackend(FrameworkBackend):
 
         auth = Auth(metadata={"username": name}, display_name=name, alias_name=name)
         user.token.apply(auth)
+        return Response(auth=auth)
+
+    async def _renew(self, req: Request, d: FieldData) -> Response | None:
+        """Renew only while the user exists with the token's policies (Vault's ``pathLoginRenew``).
+
+        Reads only: a refusal leaves the user, the lockout counter and the token untouched.
+        """
+        if req.auth is None:
+            raise UserError("request auth was nil")
+        name = normalize_username(str(req.auth.metadata.get("username", "")))
+        user = await load_user(self.storage, name) if name else None
+        if user is None:
+            raise UserError("user no longer exists, not renewing")
+        if not _same_policies(user.token.policies, req.auth.token_policies or req.auth.policies):
+            raise UserError("policies have changed, not renewing")
+        auth = req.auth
+        auth.ttl, auth.max_ttl, auth.period = user.token.ttl, user.token.max_ttl, user.token.period
         return Response(auth=auth)
 
     async def _rehash(self, name: str, old_hash: str, password: str) -> None:

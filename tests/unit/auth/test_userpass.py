@@ -246,6 +246,71 @@ async def test_login_refused_outside_the_bound_cidrs(h: Harness) -> None:
     assert (await login(h, "bob", "s3cret")).status_code == 403
 
 
+# -- renewal -----------------------------------------------------------------------------------
+
+
+async def renew_self(h: Harness, token: str) -> httpx.Response:
+    return await h.call("POST", "auth/token/renew-self", json={}, token=token)
+
+
+async def token_times(h: Harness, token: str) -> tuple[Any, Any]:
+    """What a renewal changes: the expiry and the last renewal time (both to the microsecond)."""
+    r = await h.call("POST", "auth/token/lookup", json={"token": token})
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    return data["expire_time"], data.get("last_renewal")
+
+
+async def test_renewal_is_refused_once_the_user_is_deleted(h: Harness) -> None:
+    await user(h, "alice", token_policies="reader", token_ttl="1h", token_max_ttl="2h")
+    auth = (await login(h, "Alice", "s3cret")).json()["auth"]
+    token = auth["client_token"]
+    r = await renew_self(h, token)
+    assert r.status_code == 200, r.text
+    assert r.json()["auth"]["client_token"] == token and r.json()["auth"]["lease_duration"] == 3600
+    before = await token_times(h, token)
+
+    await ok(h, "DELETE", "users/alice")
+    for r in (
+        await renew_self(h, token),
+        await h.call("POST", "auth/token/renew", json={"token": token}),
+        await h.call("POST", "auth/token/renew-accessor", json={"accessor": auth["accessor"]}),
+    ):
+        assert r.status_code == 400, r.text
+        assert r.json() == {"errors": ["user no longer exists, not renewing"]}
+    # nothing changed: the token keeps its expiry (it is not revoked either), the user stays gone
+    assert await token_times(h, token) == before
+    assert (await call(h, "GET", "users/alice")).status_code == 404
+    # a user of the same name created later does not revive the token's renewals with other policies
+    await user(h, "alice", token_policies="other")
+    r = await renew_self(h, token)
+    assert r.status_code == 400 and r.json() == {"errors": ["policies have changed, not renewing"]}
+
+
+async def test_renewal_is_refused_once_the_users_policies_change(h: Harness) -> None:
+    await user(h, "alice", token_policies="reader")
+    token = (await login(h, "alice", "s3cret")).json()["auth"]["client_token"]
+    # the same set in another spelling (order, case, an explicit default) is no change
+    await ok(h, "POST", "users/alice/policies", {"token_policies": "default, READER"})
+    assert (await renew_self(h, token)).status_code == 200
+    # another TTL is no policy change either
+    await ok(h, "POST", "users/alice", {"token_ttl": "30m"})
+    assert (await renew_self(h, token)).status_code == 200
+    before = await token_times(h, token)
+
+    await ok(h, "POST", "users/alice/policies", {"token_policies": "reader,extra"})
+    stored = await get_json(backend(h).storage, USER_PREFIX + "alice")
+    r = await renew_self(h, token)
+    assert r.status_code == 400, r.text
+    assert r.json() == {"errors": ["policies have changed, not renewing"]}
+    assert await token_times(h, token) == before
+    assert await get_json(backend(h).storage, USER_PREFIX + "alice") == stored
+    # a fresh login carries the new policies and renews
+    fresh = (await login(h, "alice", "s3cret")).json()["auth"]
+    assert set(fresh["policies"]) == {"default", "extra", "reader"}
+    assert (await renew_self(h, fresh["client_token"])).status_code == 200
+
+
 # -- lockout -----------------------------------------------------------------------------------
 
 
