@@ -27,6 +27,14 @@ Vault answers those with a bare ``permission denied``. The JWT is never stored, 
 or echoed in a message; ``token_reviewer_jwt`` is stored but never read back (a read
 shows ``token_reviewer_jwt_set``).
 
+Renewal (``RENEW`` on ``login``, asked by the token store): refused (400) once the role is
+deleted, and (403, the login's texts) once the role no longer binds the service-account
+name or namespace recorded in the token's metadata at login. The cluster is not asked
+again (Vault sends no TokenReview on renewal either): a namespace admitted at login through
+``bound_service_account_namespace_selector`` keeps renewing while the role has that same
+selector (its labels are not re-read); another selector, or none, refuses. Vault itself only
+checks that the role still exists.
+
 Deviations from Vault, on purpose: a login without a config answers 400 (Vault: 500), as
 does a JWT without a service-account UID; the in-pod defaults
 (``/var/run/secrets/kubernetes.io/serviceaccount/{ca.crt,token}``) are used only when
@@ -204,6 +212,18 @@ def glob_match(patterns: list[str], value: str) -> bool:
     return False
 
 
+def name_bound(role: dict[str, Any], name: str) -> bool:
+    """The role binds this service-account name (``*``, or a glob of ``bound_service_account_names``)."""
+    names = list(role.get("bound_service_account_names") or [])
+    return names == ["*"] or glob_match(names, name)
+
+
+def namespace_listed(role: dict[str, Any], namespace: str) -> bool:
+    """The role's ``bound_service_account_namespaces`` (not its selector) admit this namespace."""
+    namespaces = list(role.get("bound_service_account_namespaces") or [])
+    return bool(namespaces) and (namespaces[0] == "*" or glob_match(namespaces, namespace))
+
+
 def parse_public_key_pem(text: str) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
     """A PEM public key or certificate -> its RSA/ECDSA key (``certutil.ParsePublicKeyPEM``)."""
     data = text.encode()
@@ -372,7 +392,10 @@ class KubernetesBackend(FrameworkBackend):
             ),
             Path(
                 "login",
-                {Operation.UPDATE: _op(self._login, "Log in with a service account JWT")},
+                {
+                    Operation.UPDATE: _op(self._login, "Log in with a service account JWT"),
+                    Operation.RENEW: _op(self._renew, "Renew a token issued by this method."),
+                },
                 fields={
                     "role": Field(
                         S,
@@ -594,14 +617,40 @@ class KubernetesBackend(FrameworkBackend):
             META_NAMESPACE: sa.namespace,
             META_SECRET: sa.secret_name,
         }
+        internal: dict[str, Any] = {"role": role_name}
+        if not namespace_listed(role, sa.namespace):
+            # admitted by the namespace's labels: renewals hold while the role keeps this selector
+            internal["namespace_selector"] = str(role.get("bound_service_account_namespace_selector") or "")
         auth = Auth(
             metadata={**metadata, "role": role_name},
             display_name=f"{sa.namespace}-{sa.name}",
             alias_name=alias_name,
             alias_metadata={**annotations, **metadata},
-            internal_data={"role": role_name},
+            internal_data=internal,
         )
         params.apply(auth)
+        return Response(auth=auth)
+
+    async def _renew(self, req: Request, d: FieldData) -> Response | None:
+        """Renew while the role exists and still binds the login's service account; reads only."""
+        if req.auth is None:
+            raise UserError("request auth was nil")
+        role_name = str(req.auth.internal_data.get("role") or req.auth.metadata.get("role") or "")
+        if not role_name:
+            raise UserError("failed to fetch role_name during renewal")
+        role = await self._role(role_name)
+        if role is None:
+            raise UserError(f"role {role_name} does not exist during renewal")
+        if not name_bound(role, str(req.auth.metadata.get(META_NAME, ""))):
+            raise CodedError(403, "service account name not authorized")
+        if not namespace_listed(role, str(req.auth.metadata.get(META_NAMESPACE, ""))):
+            selector = str(role.get("bound_service_account_namespace_selector") or "")
+            admitted_by = req.auth.internal_data.get("namespace_selector")
+            if not selector or selector != admitted_by:
+                raise CodedError(403, "namespace not authorized")
+        params = TokenParams.from_json(role.get("token"))
+        auth = req.auth
+        auth.ttl, auth.max_ttl, auth.period = params.ttl, params.max_ttl, params.period
         return Response(auth=auth)
 
     def _claims(self, token: str, config: dict[str, Any], role: dict[str, Any]) -> dict[str, Any]:
@@ -675,11 +724,9 @@ class KubernetesBackend(FrameworkBackend):
         token: str,
     ) -> None:
         """The role must bind the claimed service account name and namespace (403 otherwise)."""
-        names = list(role.get("bound_service_account_names") or [])
-        if names != ["*"] and not glob_match(names, sa.name):
+        if not name_bound(role, sa.name):
             raise CodedError(403, "service account name not authorized")
-        namespaces = list(role.get("bound_service_account_namespaces") or [])
-        allowed = bool(namespaces) and (namespaces[0] == "*" or glob_match(namespaces, sa.namespace))
+        allowed = namespace_listed(role, sa.namespace)
         problem = ""
         selector = str(role.get("bound_service_account_namespace_selector") or "")
         if not allowed and selector:

@@ -543,6 +543,92 @@ async def test_login_bound_cidrs(h: Harness) -> None:
     assert r.status_code == 403
 
 
+# -- renewal ---------------------------------------------------------------------------------
+
+
+async def renew_self(h: Harness, token: str) -> httpx.Response:
+    return await h.call("POST", "auth/token/renew-self", json={}, token=token)
+
+
+async def token_times(h: Harness, token: str) -> tuple[Any, Any]:
+    """What a renewal changes: the expiry and the last renewal time (both to the microsecond)."""
+    r = await h.call("POST", "auth/token/lookup", json={"token": token})
+    assert r.status_code == 200, r.text
+    return r.json()["data"]["expire_time"], r.json()["data"].get("last_renewal")
+
+
+async def write_role(h: Harness, name: str, body: dict[str, Any]) -> None:
+    r = await h.call("POST", f"auth/kubernetes/role/{name}", json=body)
+    assert r.status_code in (200, 204), r.text
+
+
+async def test_renewal_rechecks_the_role_and_its_bindings(h: Harness, kube: MockKubeAPI) -> None:
+    auth = (await login(h, "app", make_jwt(ns="team-a", sa="web-frontend"))).json()["auth"]
+    token = auth["client_token"]
+    reviews = len(kube.requests)
+    r = await renew_self(h, token)
+    assert r.status_code == 200, r.text
+    assert r.json()["auth"]["lease_duration"] == 3600
+    assert len(kube.requests) == reviews  # no TokenReview (nor any API call) on renewal, as in Vault
+    before = await token_times(h, token)
+
+    refusals: list[tuple[dict[str, Any], int, str]] = [
+        # the namespace is no longer bound
+        ({"bound_service_account_namespaces": "default"}, 403, "namespace not authorized"),
+        # the service-account name is no longer bound
+        ({"bound_service_account_names": "vault-auth"}, 403, "service account name not authorized"),
+    ]
+    for change, status, message in refusals:
+        await write_role(h, "app", change)
+        r = await renew_self(h, token)
+        assert (r.status_code, r.json()) == (status, {"errors": [message]}), (change, r.text)
+        r = await h.call("POST", "auth/token/renew", json={"token": token})
+        assert r.status_code == status, r.text
+        assert await token_times(h, token) == before  # refused: the token is as it was
+        # bound again: renews again
+        await write_role(
+            h,
+            "app",
+            {"bound_service_account_names": ["*"], "bound_service_account_namespaces": ["team-*"]},
+        )
+        assert (await renew_self(h, token)).status_code == 200
+        before = await token_times(h, token)
+
+    assert (await h.call("DELETE", "auth/kubernetes/role/app")).status_code == 204
+    r = await renew_self(h, token)
+    assert r.status_code == 400, r.text
+    assert r.json() == {"errors": ["role app does not exist during renewal"]}
+    assert await token_times(h, token) == before
+    assert (await h.call("GET", "auth/kubernetes/role/app")).status_code == 404
+
+
+async def test_renewal_of_a_namespace_admitted_by_selector(h: Harness, kube: MockKubeAPI) -> None:
+    selector = '{"matchLabels": {"vault": "yes"}}'
+    await write_role(
+        h, "sel", {"bound_service_account_names": "*", "bound_service_account_namespace_selector": selector}
+    )
+    token = (await login(h, "sel", make_jwt(ns="labelled"))).json()["auth"]["client_token"]
+    calls = len(kube.requests)
+    assert (await renew_self(h, token)).status_code == 200
+    assert len(kube.requests) == calls  # the labels are not re-read
+    # another selector: the login's reason no longer holds
+    await write_role(
+        h,
+        "sel",
+        {
+            "bound_service_account_names": "*",
+            "bound_service_account_namespace_selector": '{"matchLabels": {}}',
+        },
+    )
+    r = await renew_self(h, token)
+    assert (r.status_code, r.json()) == (403, {"errors": ["namespace not authorized"]})
+    # the namespace listed by name instead (the selector cleared): renews
+    await write_role(
+        h, "sel", {"bound_service_account_names": "*", "bound_service_account_namespaces": "labelled"}
+    )
+    assert (await renew_self(h, token)).status_code == 200
+
+
 # -- helpers ---------------------------------------------------------------------------------
 
 
