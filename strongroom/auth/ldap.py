@@ -39,9 +39,20 @@ What this module adds on top of Vault, and why:
 * ldap3 is blocking; every directory call runs in a worker thread (``asyncio.to_thread``)
   so the event loop keeps serving while a slow directory answers.
 
+Renewal (``RENEW`` on ``login/<username>``, asked by the token store) looks the user up
+again, as Vault's ``pathLoginRenew`` does, and refuses (400) when the user is no longer
+found or when ``token_policies`` + the mapped policies of the user and of its groups (found
+again with ``groupfilter``) differ from the token's (``default`` aside). Unlike Vault, which
+keeps the login password in the token's internal data and binds as the user again, the
+password is not stored: the lookup binds as ``binddn`` (or anonymously with ``discoverdn``)
+and searches, so a changed password or an account the directory would refuse to bind but
+still lists is not noticed. Without ``binddn``/``bindpass`` or ``discoverdn`` the derived
+DN (``<userattr>=<username>,<userdn>``, or the ``userPrincipalName`` search with
+``upndomain``) is looked up over an anonymous bind; a directory refusing anonymous reads
+then refuses every renewal (re-login instead). Nothing is written on a refusal.
+
 Not supported: ``use_token_groups`` (Active Directory ``tokenGroups``) is stored and shown
-but groups are always found with ``groupfilter``; token renewal does not re-check the
-directory.
+but groups are always found with ``groupfilter``.
 
 The bind password, the login password and the client key are never logged, echoed in
 errors, or returned by a read.
@@ -105,6 +116,10 @@ log = logging.getLogger("strongroom.auth.ldap")
 BIND_FAILED = "ldap operation failed: failed to bind as user"
 CONNECT_FAILED = "ldap operation failed: failed to connect to LDAP server"
 REBIND_FAILED = "ldap operation failed: failed to re-bind with the BindDN user"
+RENEW_LOOKUP_FAILED = (
+    "ldap operation failed: cannot look the user up without a binddn: the directory refused an anonymous bind"
+)
+RENEW_USER_GONE = "user no longer exists in the directory, not renewing"
 NULL_PASSWORD = "password cannot be of zero length when passwordless binds are being denied"  # noqa: S105
 
 CONFIG_KEY = "config"
@@ -575,6 +590,30 @@ class Directory:
         found = self.search(cfg.get("userdn"), flt, [])
         return found[0][0] if len(found) == 1 else bind_dn
 
+    def renewal_user_dn(self, username: str) -> str | None:
+        """The user's DN found again without their password (renewal); None: no longer there.
+
+        With a service account (``binddn``/``bindpass``, or ``discoverdn``) the user is searched
+        as at login; without one the DN a login would bind as is looked up anonymously.
+        """
+        cfg = self.cfg
+        if cfg.get("discoverdn") or (cfg.get("binddn") and cfg.get("bindpass")):
+            bind_dn, _ = self.user_bind_dn(username)
+            return None if bind_dn is None else self.user_dn(bind_dn, username)
+        if not self.bind("", ""):
+            raise LdapError(RENEW_LOOKUP_FAILED)
+        if cfg.get("upndomain"):
+            flt = (
+                f"(userPrincipalName={escape_filter_chars(username)}"
+                f"@{escape_filter_chars(cfg.get('upndomain'))})"
+            )
+            found = self.search(cfg.get("userdn"), flt, [])
+            return found[0][0] if len(found) == 1 else None
+        if cfg.get("userdn"):
+            dn = f"{cfg.get('userattr')}={escape_rdn(username)},{cfg.get('userdn')}"
+            return dn if self.search(dn, "(objectClass=*)", []) else None
+        raise LdapError("ldap operation failed: cannot derive UserBindDN")
+
     def groups(self, user_dn: str, username: str) -> list[str]:
         """The user's LDAP group names: ``groupfilter`` under ``groupdn``, named by ``groupattr``."""
         cfg = self.cfg
@@ -593,6 +632,11 @@ class Directory:
                 if name and name not in names:
                     names.append(name)
         return names
+
+
+def _same_policies(a: list[str], b: list[str]) -> bool:
+    """``policyutil.EquivalentPolicies``: the same set, ignoring order, case, duplicates and ``default``."""
+    return set(parse_policies(a)) - {"default"} == set(parse_policies(b)) - {"default"}
 
 
 @dataclass
@@ -700,7 +744,10 @@ class LdapBackend(FrameworkBackend):
             ),
             Path(
                 "login/{username:segment}",
-                {Operation.UPDATE: _op(self._login, "Log in with a username and password.")},
+                {
+                    Operation.UPDATE: _op(self._login, "Log in with a username and password."),
+                    Operation.RENEW: _op(self._renew, "Renew a token issued by this method."),
+                },
                 fields={
                     "username": Field(S, "DN (distinguished name) to be used for login."),
                     "password": Field(S, "Password for this user.", sensitive=True),
@@ -861,18 +908,26 @@ class LdapBackend(FrameworkBackend):
             )
         return LoginResult(user_dn=user_dn, alias_value=alias_value, groups=groups, warning=warning)
 
-    async def _grant(self, req: Request, cfg: LdapConfig, username: str, result: LoginResult) -> Response:
+    async def _mapped(
+        self, cfg: LdapConfig, username: str, ldap_groups: list[str]
+    ) -> tuple[list[str], list[str]]:
+        """(all the user's groups, the policies they and the local user mapping grant)."""
         cs = cfg.case_sensitive
-        canonical = username if cs else username.lower()
-        local = await get_json(self.storage, USER_PREFIX + canonical)
+        local = await get_json(self.storage, USER_PREFIX + (username if cs else username.lower()))
         local = local if isinstance(local, dict) else {}
-        all_groups = [str(g) for g in local.get("groups") or []] + result.groups
+        all_groups = [str(g) for g in local.get("groups") or []] + ldap_groups
         policies: list[str] = []
         for group in all_groups:
             raw = await get_json(self.storage, GROUP_PREFIX + (group if cs else group.lower()))
             if isinstance(raw, dict):
                 policies.extend(raw.get("policies") or [])
         policies.extend(local.get("policies") or [])
+        return all_groups, policies
+
+    async def _grant(self, req: Request, cfg: LdapConfig, username: str, result: LoginResult) -> Response:
+        cs = cfg.case_sensitive
+        canonical = username if cs else username.lower()
+        all_groups, policies = await self._mapped(cfg, username, result.groups)
 
         if not check_cidrs(req.connection.remote_addr, cfg.token.bound_cidrs):
             raise PermissionDenied()
@@ -895,6 +950,46 @@ class LdapBackend(FrameworkBackend):
         if result.warning:
             resp.warnings.append(result.warning)
         return resp
+
+    # -- renewal -----------------------------------------------------------------------------
+
+    async def _renew(self, req: Request, d: FieldData) -> Response | None:
+        """Look the user and its groups up again; refuse if gone or if the policies changed.
+
+        No password: the lookup binds as ``binddn`` (see the module notes). Reads only.
+        """
+        if req.auth is None:
+            raise UserError("request auth was nil")
+        username = str(req.auth.metadata.get("username", "")).strip()
+        if not username:
+            raise UserError(RENEW_USER_GONE)
+        cfg = await self.load_config()
+        directory = Directory(cfg, self.connection_factory)
+        try:
+            ldap_groups = await asyncio.to_thread(self._renewal_lookup, directory, username)
+        except LdapError as exc:
+            raise UserError(str(exc)) from None
+        finally:
+            await asyncio.to_thread(directory.close)
+        if ldap_groups is None:
+            raise UserError(RENEW_USER_GONE)
+        _, mapped = await self._mapped(cfg, username, ldap_groups)
+        if not _same_policies([*cfg.token.policies, *mapped], req.auth.token_policies or req.auth.policies):
+            raise UserError("policies have changed, not renewing")
+        auth = req.auth
+        auth.ttl, auth.max_ttl, auth.period = cfg.token.ttl, cfg.token.max_ttl, cfg.token.period
+        return Response(auth=auth)
+
+    @staticmethod
+    def _renewal_lookup(directory: Directory, username: str) -> list[str] | None:
+        """The user's LDAP groups now (None: the user is no longer found), as a login finds them."""
+        user_dn = directory.renewal_user_dn(username)
+        if user_dn is None:
+            return None
+        if directory.cfg.get("anonymous_group_search"):
+            if not directory.bind("", ""):
+                raise LdapError(CONNECT_FAILED)
+        return directory.groups(user_dn, username)
 
     # -- sys/locked-users ----------------------------------------------------------------------
 

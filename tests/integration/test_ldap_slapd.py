@@ -5,13 +5,15 @@ One slapd serves the whole module; each test gets a fresh in-memory core with ``
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import ldap3
 import pytest
 
-from strongroom.auth.ldap import BIND_FAILED
+from strongroom.auth.ldap import BIND_FAILED, RENEW_USER_GONE
 from strongroom.core.mounts import MountEntry
 from strongroom.testing import Harness, running_core
 from tests.integration.slapd_server import (
@@ -208,3 +210,120 @@ async def test_failover_to_second_url(h: Harness, slapd: SlapdServer) -> None:
         await configure(h, slapd, url=f"ldap://127.0.0.1:{dead},{slapd.url}")
         r = await login(h, "alice", slapd.users["alice"].password)
     assert r.status_code == 200, r.text
+
+
+# -- renewal: the directory is asked again ---------------------------------------------------------
+
+
+@contextlib.contextmanager
+def directory_admin(slapd: SlapdServer) -> Iterator[ldap3.Connection]:
+    """A connection bound as the directory manager, to change the directory under a live token."""
+    server = ldap3.Server(slapd.host, port=slapd.port, get_info=ldap3.NONE, connect_timeout=5)
+    conn = ldap3.Connection(server, user=slapd.root_dn, password=slapd.root_pw, receive_timeout=10)
+    assert conn.bind(), conn.result
+    try:
+        yield conn
+    finally:
+        conn.unbind()
+
+
+@contextlib.contextmanager
+def temporary_person(
+    slapd: SlapdServer, uid: str, password: str, groups: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """Add a person (and groupOfNames groups holding it) for one test; both are removed after.
+
+    The slapd serves the whole module, so tests change only entries they made themselves.
+    """
+    dn = f"uid={uid},{slapd.users_dn}"
+    group_dns = [f"cn={g},{slapd.groups_dn}" for g in groups]
+    with directory_admin(slapd) as conn:
+        ok = conn.add(
+            dn,
+            ["inetOrgPerson"],
+            {"uid": uid, "cn": uid.title(), "sn": uid.title(), "userPassword": password},
+        )
+        assert ok, conn.result
+        for group_dn, name in zip(group_dns, groups, strict=True):
+            # groupOfNames needs a member; the manager's DN keeps the group valid without the person
+            ok = conn.add(group_dn, ["groupOfNames"], {"cn": name, "member": [dn, slapd.root_dn]})
+            assert ok, conn.result
+    try:
+        yield dn
+    finally:
+        with directory_admin(slapd) as conn:
+            for entry in [*group_dns, dn]:
+                conn.delete(entry)
+
+
+async def renew_self(h: Harness, token: str) -> httpx.Response:
+    return await h.call("POST", "auth/token/renew-self", json={}, token=token)
+
+
+async def token_times(h: Harness, token: str) -> tuple[Any, Any]:
+    """What a renewal changes: the expiry and the last renewal time (both to the microsecond)."""
+    r = await h.call("POST", "auth/token/lookup", json={"token": token})
+    assert r.status_code == 200, r.text
+    return r.json()["data"]["expire_time"], r.json()["data"].get("last_renewal")
+
+
+async def test_renewal_refused_once_a_group_no_longer_grants_a_policy(h: Harness, slapd: SlapdServer) -> None:
+    await configure(h, slapd, token_policies="base")
+    assert (await call(h, "POST", "groups/renewers", {"policies": "renew-pol"})).status_code == 204
+    with temporary_person(slapd, "erin", "erin-pass-5", groups=("renewers",)) as erin_dn:
+        r = await login(h, "erin", "erin-pass-5")
+        assert r.status_code == 200, r.text
+        auth = r.json()["auth"]
+        assert set(auth["policies"]) == {"base", "renew-pol", "default"}
+        token = auth["client_token"]
+        r = await renew_self(h, token)
+        assert r.status_code == 200, r.text
+        assert r.json()["auth"]["client_token"] == token
+        before = await token_times(h, token)
+
+        # erin leaves the group that granted renew-pol
+        with directory_admin(slapd) as conn:
+            assert conn.modify(
+                f"cn=renewers,{slapd.groups_dn}", {"member": [(ldap3.MODIFY_DELETE, [erin_dn])]}
+            ), conn.result
+        for r in (
+            await renew_self(h, token),
+            await h.call("POST", "auth/token/renew", json={"token": token}),
+        ):
+            assert r.status_code == 400, r.text
+            assert r.json() == {"errors": ["policies have changed, not renewing"]}
+        assert await token_times(h, token) == before  # refused: nothing changed, the token still works
+        assert (await h.call("GET", "auth/token/lookup-self", token=token)).status_code == 200
+
+        # back in the group: the same policies, renewals resume (the directory really is asked)
+        with directory_admin(slapd) as conn:
+            assert conn.modify(
+                f"cn=renewers,{slapd.groups_dn}", {"member": [(ldap3.MODIFY_ADD, [erin_dn])]}
+            ), conn.result
+        assert (await renew_self(h, token)).status_code == 200
+        # the local mapping counts as well: the group now grants another policy
+        assert (await call(h, "POST", "groups/renewers", {"policies": "other"})).status_code == 204
+        r = await renew_self(h, token)
+        assert r.status_code == 400 and r.json() == {"errors": ["policies have changed, not renewing"]}
+
+
+@pytest.mark.parametrize("service_account", [True, False], ids=["binddn", "anonymous-lookup"])
+async def test_renewal_refused_once_the_user_is_deleted(
+    h: Harness, slapd: SlapdServer, service_account: bool
+) -> None:
+    if service_account:
+        await configure(h, slapd)
+    else:  # no binddn: the DN is derived, and renewal looks it up over an anonymous bind
+        await configure(h, slapd, binddn="", bindpass="")
+    with temporary_person(slapd, "frank", "frank-pass-6") as frank_dn:
+        r = await login(h, "frank", "frank-pass-6")
+        assert r.status_code == 200, r.text
+        token = r.json()["auth"]["client_token"]
+        assert (await renew_self(h, token)).status_code == 200
+        before = await token_times(h, token)
+        with directory_admin(slapd) as conn:
+            assert conn.delete(frank_dn), conn.result
+        r = await renew_self(h, token)
+        assert r.status_code == 400, r.text
+        assert r.json() == {"errors": [RENEW_USER_GONE]}
+        assert await token_times(h, token) == before

@@ -324,3 +324,29 @@ async def test_userfilter_variant(h: Harness, directory: MockDirectory) -> None:
 async def test_bad_service_account_is_a_bind_failure(h: Harness, directory: MockDirectory) -> None:
     await configure(h, bindpass="wrong")
     assert (await login(h, "alice", "alice-pw")).json() == {"errors": [BIND_FAILED]}
+
+
+# -- renewal ------------------------------------------------------------------------------------
+
+
+async def test_renewal_searches_as_the_binddn_and_never_binds_as_the_user(
+    h: Harness, directory: MockDirectory
+) -> None:
+    """The login password is not kept: a renewal binds as binddn only, then compares policies."""
+    await configure(h, token_policies="base")
+    await call(h, "POST", "groups/engineers", {"policies": "eng"})
+    auth = (await login(h, "alice", "alice-pw")).json()["auth"]
+    token = auth["client_token"]
+    directory.binds.clear()
+    r = await h.call("POST", "auth/token/renew-self", json={}, token=token)
+    assert r.status_code == 200, r.text
+    assert directory.binds and set(directory.binds) == {ADMIN}
+    # the local mapping of an LDAP group is part of the comparison
+    await call(h, "POST", "groups/engineers", {"policies": "eng,more"})
+    r = await h.call("POST", "auth/token/renew-self", json={}, token=token)
+    assert r.status_code == 400 and r.json() == {"errors": ["policies have changed, not renewing"]}
+    # the service account failing is a refusal too, with the login's text
+    await call(h, "POST", "groups/engineers", {"policies": "eng"})
+    await configure(h, token_policies="base", bindpass="wrong")
+    r = await h.call("POST", "auth/token/renew-self", json={}, token=token)
+    assert r.status_code == 400 and r.json() == {"errors": [BIND_FAILED]}
