@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 APT_PACKAGES := postgresql openssl slapd ldap-utils default-jre-headless pebble lego uacme
 
-.PHONY: run test venv test-deps system-deps lint typecheck bench bench-deps bench-pki clean
+.PHONY: run test venv test-deps system-deps lint typecheck bench bench-deps bench-pki bench-acme clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,11 @@ bench: $(STAMP) bench-deps
 # PKI vs cfssl (the peer) and the crypto-only ceiling, one run.
 bench-pki: $(STAMP) bench-deps
 	$(PY) bench/pki.py $(BENCH_PKI_ARGS)
+
+# ACME http-01 orders, newOrder to certificate, 20 concurrent clients: strongroom vs pebble, one run.
+bench-acme: $(STAMP)
+	$(call apt_install,pebble openssl)
+	$(PY) bench/acme.py $(BENCH_ACME_ARGS)
 
 clean:
 	rm -rf $(VENV) .work build *.egg-info
