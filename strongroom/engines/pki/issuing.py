@@ -45,7 +45,7 @@ from strongroom.engines.pki.keys import (
 )
 from strongroom.engines.pki.names import CsrNames, NameRequest, ResolvedNames, resolve_names
 from strongroom.engines.pki.roles import RoleEntry, policy_oid
-from strongroom.engines.pki.store import SigningIssuer, cert_pem, is_self_signed, serial_to_str
+from strongroom.engines.pki.store import SigningIssuer, cert_pem, serial_to_str
 from strongroom.logical.errors import UserError
 
 FORMATS = ("pem", "der", "pem_bundle")
@@ -208,6 +208,11 @@ def compute_validity(
 
 def parse_csr(text: str) -> x509.CertificateSigningRequest:
     """The first PEM block of ``text`` as a CSR whose self-signature verifies (Vault's texts)."""
+    return _parse_csr(text)[0]
+
+
+def _parse_csr(text: str) -> tuple[x509.CertificateSigningRequest, Any]:
+    """:func:`parse_csr` and the CSR's public key, taken out once."""
     if text.strip() == "":
         raise UserError('"csr" is empty')
     match = _PEM_BLOCK.search(text)
@@ -225,7 +230,7 @@ def parse_csr(text: str) -> x509.CertificateSigningRequest:
     except (ValueError, TypeError) as err:
         raise UserError(f"certificate request could not be parsed: {err}") from None
     try:
-        csr.public_key()
+        public_key = csr.public_key()
     except (ValueError, UnsupportedAlgorithm):
         raise UserError(EMPTY_PUBLIC_KEY) from None
     try:
@@ -234,7 +239,7 @@ def parse_csr(text: str) -> x509.CertificateSigningRequest:
         valid = False
     if not valid:
         raise UserError("request signature invalid")
-    return csr
+    return csr, public_key
 
 
 def csr_key_kind(public_key: Any) -> tuple[str, int]:
@@ -253,9 +258,16 @@ def csr_key_kind(public_key: Any) -> tuple[str, int]:
 
 
 def check_csr_key(role: RoleEntry, csr: x509.CertificateSigningRequest) -> RoleEntry:
-    """Vault's key checks of ``SignCert``; returns the role with key_bits fixed up for ``any``."""
-    actual, bits = csr_key_kind(csr.public_key())
-    role = role.copy()
+    """Vault's key checks of ``SignCert``; returns the role with key_bits fixed up for ``any``.
+
+    The role comes back unchanged (the same object) unless it had to be fixed up; then
+    it is a copy, so a shared (cached) role is never modified.
+    """
+    return _check_csr_key(role, csr.public_key())
+
+
+def _check_csr_key(role: RoleEntry, public_key: Any) -> RoleEntry:
+    actual, bits = csr_key_kind(public_key)
     if role.key_type in ("rsa", "ec", "ed25519"):
         if actual != role.key_type:
             raise UserError(f"role requires keys of type {role.key_type}")
@@ -264,6 +276,7 @@ def check_csr_key(role: RoleEntry, csr: x509.CertificateSigningRequest) -> RoleE
             raise UserError("RSA keys < 2048 bits are unsafe and not supported")
         if actual not in ("rsa", "ec", "ed25519"):
             raise UserError(f"Unknown key type in CSR: {actual}")
+        role = role.copy()
         role.key_bits = {"rsa": 2048, "ec": 224}.get(actual, 0)
         if actual == "rsa" and role.signature_bits == 0:
             role.signature_bits = 256
@@ -288,6 +301,13 @@ def csr_basic_constraints(csr: x509.CertificateSigningRequest) -> x509.BasicCons
 
 def key_usage_extension(names: list[str]) -> x509.KeyUsage | None:
     """Go KeyUsage names (case-insensitive, unknown ignored); None when empty."""
+    ext = _key_usage_ext(tuple(names))
+    return None if ext is None else ext.value
+
+
+@functools.lru_cache(maxsize=256)
+def _key_usage_ext(names: tuple[str, ...]) -> x509.Extension[x509.KeyUsage] | None:
+    """The critical KeyUsage extension of a role's key_usage (roles repeat: memoised)."""
     flags = dict.fromkeys(_KEY_USAGES.values(), False)
     for name in names:
         attr = _KEY_USAGES.get(name.strip().lower())
@@ -297,26 +317,52 @@ def key_usage_extension(names: list[str]) -> x509.KeyUsage | None:
         return None
     if (flags["encipher_only"] or flags["decipher_only"]) and not flags["key_agreement"]:
         raise UserError("EncipherOnly and DecipherOnly key usages require KeyAgreement")
-    return x509.KeyUsage(**flags)
+    return x509.Extension(ExtensionOID.KEY_USAGE, True, x509.KeyUsage(**flags))
 
 
 def ext_key_usage_oids(role: RoleEntry) -> list[x509.ObjectIdentifier]:
     """The role's flags and ext_key_usage names, then ext_key_usage_oids (Vault's order)."""
-    wanted = {name.strip().lower() for name in role.ext_key_usage}
-    if role.server_flag:
+    ext = _eku_ext(role)
+    return [] if ext is None else list(ext.value)
+
+
+def _eku_ext(role: RoleEntry) -> x509.Extension[x509.ExtendedKeyUsage] | None:
+    return _eku_ext_of(
+        tuple(role.ext_key_usage),
+        role.server_flag,
+        role.client_flag,
+        role.code_signing_flag,
+        role.email_protection_flag,
+        tuple(role.ext_key_usage_oids),
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _eku_ext_of(
+    names: tuple[str, ...],
+    server: bool,
+    client: bool,
+    code_signing: bool,
+    email_protection: bool,
+    oids: tuple[str, ...],
+) -> x509.Extension[x509.ExtendedKeyUsage] | None:
+    wanted = {name.strip().lower() for name in names}
+    if server:
         wanted.add("serverauth")
-    if role.client_flag:
+    if client:
         wanted.add("clientauth")
-    if role.code_signing_flag:
+    if code_signing:
         wanted.add("codesigning")
-    if role.email_protection_flag:
+    if email_protection:
         wanted.add("emailprotection")
     out = [oid for name, oid in _EXT_KEY_USAGES if name in wanted]
-    for text in role.ext_key_usage_oids:
+    for text in oids:
         oid = x509.ObjectIdentifier(text.strip())
         if oid not in out:
             out.append(oid)
-    return out
+    if not out:
+        return None
+    return x509.Extension(ExtensionOID.EXTENDED_KEY_USAGE, False, x509.ExtendedKeyUsage(out))
 
 
 def policies_extension(policies: list[str]) -> x509.CertificatePolicies | None:
@@ -338,12 +384,13 @@ def subject_name(role: RoleEntry, names: ResolvedNames) -> x509.Name:
 
     def add(oid: x509.ObjectIdentifier, values: list[str]) -> None:
         for value in _dedupe(values):
-            # Go does not insist on 2-letter countries; cryptography would refuse (or warn)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                attrs.append(x509.NameAttribute(oid, value, _validate=False))
+            attrs.append(x509.NameAttribute(oid, value, _validate=False))
 
-    add(NameOID.COUNTRY_NAME, role.country)
+    if role.country:
+        # Go does not insist on 2-letter countries; cryptography would refuse (or, unvalidated, warn)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            add(NameOID.COUNTRY_NAME, role.country)
     add(NameOID.STATE_OR_PROVINCE_NAME, role.province)
     add(NameOID.LOCALITY_NAME, role.locality)
     add(NameOID.STREET_ADDRESS, role.street_address)
@@ -402,6 +449,65 @@ def _aki(issuer_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
+@dataclass
+class _IssuerExtensions:
+    """What every leaf of one issuer carries alike, built once per cached SigningIssuer."""
+
+    aki: x509.Extension[x509.AuthorityKeyIdentifier]
+    aia: x509.Extension[x509.AuthorityInformationAccess] | None
+    crl_distribution_points: x509.Extension[x509.CRLDistributionPoints] | None
+
+
+def _issuer_extensions(issuer: SigningIssuer) -> _IssuerExtensions:
+    cached = issuer.derived.get("leaf_extensions")
+    if isinstance(cached, _IssuerExtensions):
+        return cached
+    aki = x509.Extension(ExtensionOID.AUTHORITY_KEY_IDENTIFIER, False, _aki(issuer.certificate))
+    access = [
+        x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(url))
+        for url in issuer.aia.ocsp_servers
+    ] + [
+        x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(url))
+        for url in issuer.aia.issuing_certificates
+    ]
+    aia = (
+        x509.Extension(
+            ExtensionOID.AUTHORITY_INFORMATION_ACCESS, False, x509.AuthorityInformationAccess(access)
+        )
+        if access
+        else None
+    )
+    points = [
+        x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)
+        for url in issuer.aia.crl_distribution_points
+    ]
+    cdp = (
+        x509.Extension(ExtensionOID.CRL_DISTRIBUTION_POINTS, False, x509.CRLDistributionPoints(points))
+        if points
+        else None
+    )
+    parts = _IssuerExtensions(aki, aia, cdp)
+    issuer.derived["leaf_extensions"] = parts
+    return parts
+
+
+_NOT_CA = x509.Extension(
+    ExtensionOID.BASIC_CONSTRAINTS, True, x509.BasicConstraints(ca=False, path_length=None)
+)
+
+
+def _naive_utc(moment: dt.datetime) -> dt.datetime:
+    """What CertificateBuilder's setters store: naive UTC, on or after 1950."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    if moment < _EARLIEST_UTC:
+        raise UserError("unable to create certificate: validity dates must be on or after 1950 January 1")
+    return moment
+
+
+_EARLIEST_UTC = dt.datetime(1950, 1, 1)
+
+
 def random_serial() -> int:
     """A positive CSPRNG serial below 2^159 (at most 20 octets), as RFC 5280 and the BRs ask."""
     while True:
@@ -427,52 +533,55 @@ def build_certificate(
     the defaults, as Go's ExtraExtensions do in Vault.
     """
     subject = verbatim_csr.subject if verbatim_csr is not None else subject_name(role, names)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.certificate.subject)
-        .public_key(public_key)
-        .serial_number(random_serial())
-        .not_valid_before(validity.not_before)
-        .not_valid_after(validity.not_after)
-    )
     copied: dict[x509.ObjectIdentifier, x509.Extension[x509.ExtensionType]] = {}
     if verbatim_csr is not None:
         copied = {ext.oid: ext for ext in verbatim_csr.extensions if ext.oid not in _CA_OWNED_EXTENSIONS}
 
-    key_usage = key_usage_extension(role.key_usage)
+    # The whole extension list at once, in the order the add_extension calls used to make
+    # (the builder's one-at-a-time setters re-copy it and re-check the key type each step).
+    extensions: list[x509.Extension[Any]] = []
+    key_usage = _key_usage_ext(tuple(role.key_usage))
     if key_usage is not None and ExtensionOID.KEY_USAGE not in copied:
-        builder = builder.add_extension(key_usage, critical=True)
-    ekus = ext_key_usage_oids(role)
-    if ekus and ExtensionOID.EXTENDED_KEY_USAGE not in copied:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
+        extensions.append(key_usage)
+    ekus = _eku_ext(role)
+    if ekus is not None and ExtensionOID.EXTENDED_KEY_USAGE not in copied:
+        extensions.append(ekus)
     if role.basic_constraints_valid_for_non_ca:
-        builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-    builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-    builder = builder.add_extension(_aki(issuer.certificate), critical=False)
-    access = [
-        x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(url))
-        for url in issuer.aia.ocsp_servers
-    ] + [
-        x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(url))
-        for url in issuer.aia.issuing_certificates
-    ]
-    if access:
-        builder = builder.add_extension(x509.AuthorityInformationAccess(access), critical=False)
+        extensions.append(_NOT_CA)
+    try:
+        ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"unable to create certificate: {err}") from None
+    extensions.append(x509.Extension(ExtensionOID.SUBJECT_KEY_IDENTIFIER, False, ski))
+    shared = _issuer_extensions(issuer)
+    extensions.append(shared.aki)
+    if shared.aia is not None:
+        extensions.append(shared.aia)
     sans = san_entries(names)
     if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=len(list(subject)) == 0)
-    policies = policies_extension(role.policy_identifiers)
+        critical = len(subject) == 0
+        extensions.append(
+            x509.Extension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, critical, x509.SubjectAlternativeName(sans))
+        )
+    policies = policies_extension(role.policy_identifiers) if role.policy_identifiers else None
     if policies is not None and ExtensionOID.CERTIFICATE_POLICIES not in copied:
-        builder = builder.add_extension(policies, critical=False)
-    if issuer.aia.crl_distribution_points:
-        points = [
-            x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)
-            for url in issuer.aia.crl_distribution_points
-        ]
-        builder = builder.add_extension(x509.CRLDistributionPoints(points), critical=False)
+        extensions.append(x509.Extension(ExtensionOID.CERTIFICATE_POLICIES, False, policies))
+    if shared.crl_distribution_points is not None:
+        extensions.append(shared.crl_distribution_points)
+    seen = {ext.oid for ext in extensions}
     for ext in copied.values():
-        builder = builder.add_extension(ext.value, critical=ext.critical)
+        if ext.oid in seen:
+            raise UserError(f"unable to create certificate: this extension has already been set: {ext.oid}")
+        extensions.append(ext)
+    builder = x509.CertificateBuilder(
+        issuer_name=issuer.certificate.subject,
+        subject_name=subject,
+        public_key=public_key,
+        serial_number=random_serial(),
+        not_valid_before=_naive_utc(validity.not_before),
+        not_valid_after=_naive_utc(validity.not_after),
+        extensions=extensions,
+    )
 
     key = issuer.private_key
     bits = ec_signature_bits if isinstance(key, ec.EllipticCurvePrivateKey) else role.signature_bits
@@ -528,8 +637,8 @@ async def sign_certificate_request(
 ) -> Issued:
     """sign/ (role-checked names) and sign-verbatim/ (the CSR's subject and extensions)."""
     check_output_formats(inp)
-    csr = parse_csr(csr_pem)
-    role = check_csr_key(role, csr)
+    csr, public_key = _parse_csr(csr_pem)
+    role = _check_csr_key(role, public_key)
     warnings: list[str] = []
     constraints = csr_basic_constraints(csr)
     if constraints is not None:
@@ -539,7 +648,7 @@ async def sign_certificate_request(
     names = resolve_names(role, inp.names, CsrNames.from_csr(csr), display_name=display_name, resolve=resolve)
     validity = compute_validity(role, inp.ttl, inp.not_after, issuer, mount_default_ttl, mount_max_ttl)
     cert = await _build_off_loop(
-        role, names, csr.public_key(), issuer, validity, role.signature_bits, csr if verbatim else None
+        role, names, public_key, issuer, validity, role.signature_bits, csr if verbatim else None
     )
     return Issued(cert, None, validity.warnings + warnings)
 
@@ -589,12 +698,14 @@ def response_data(issued: Issued, issuer: SigningIssuer, inp: IssueInput) -> dic
     ``ca_chain`` is the issuer's chain (issuer first, up to the root), present only when
     non-empty, minus self-signed entries with ``remove_roots_from_chain``; ``pem_bundle``
     puts key (traditional form), certificate and the full chain in ``certificate``.
+    The chain's PEM and DER forms come from the cached issuer (:meth:`SigningIssuer.chain`).
     """
     cert = issued.certificate
-    chain = [x509.load_pem_x509_certificate(p.encode()) for p in issuer.chain_pem]
-    if not chain:
-        chain = [issuer.certificate]
-    shown = [c for c in chain if not is_self_signed(c)] if inp.remove_roots_from_chain else chain
+    chain = issuer.chain()
+    if inp.remove_roots_from_chain:
+        keep = [not root for root in chain.self_signed]
+    else:
+        keep = [True] * len(chain.self_signed)
     data: dict[str, Any] = {
         "expiration": int(cert.not_valid_after_utc.timestamp()),
         "serial_number": serial_to_str(cert.serial_number),
@@ -602,21 +713,23 @@ def response_data(issued: Issued, issuer: SigningIssuer, inp: IssueInput) -> dic
     key = issued.private_key
     if inp.format == "der":
         data["certificate"] = _der_b64(cert)
-        data["issuing_ca"] = _der_b64(issuer.certificate)
+        data["issuing_ca"] = chain.issuing_der_b64
+        shown = [d for d, k in zip(chain.ders_b64, keep, strict=True) if k]
         if shown:
-            data["ca_chain"] = [_der_b64(c) for c in shown]
+            data["ca_chain"] = shown
         if key is not None:
             data["private_key"] = export_private_key(key, inp.private_key_format, "der")
     else:
-        data["issuing_ca"] = cert_pem(issuer.certificate)
+        data["issuing_ca"] = chain.issuing_pem
         if inp.format == "pem_bundle":
             parts = [export_private_key(key, "der")] if key is not None else []
-            parts += [cert_pem(cert)] + [cert_pem(c) for c in chain]
+            parts += [cert_pem(cert), *chain.pems]
             data["certificate"] = "\n".join(parts)
         else:
             data["certificate"] = cert_pem(cert)
+        shown = [p for p, k in zip(chain.pems, keep, strict=True) if k]
         if shown:
-            data["ca_chain"] = [cert_pem(c) for c in shown]
+            data["ca_chain"] = shown
         if key is not None:
             data["private_key"] = export_private_key(key, inp.private_key_format, "pem")
     if key is not None:

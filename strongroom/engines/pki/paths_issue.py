@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from strongroom.engines.pki import store
 from strongroom.engines.pki.issuing import (
@@ -122,25 +122,34 @@ def verbatim_role(d: FieldData, stored: RoleEntry | None) -> RoleEntry:
 
 
 def issue_input(d: FieldData) -> IssueInput:
-    alt_names, alt_sent = d.get_ok("alt_names")
+    """The request's issue/sign parameters; only the fields the client sent are coerced."""
+    raw = getattr(d, "raw", None)
+
+    def value(name: str, default: Any) -> Any:
+        # the declared default of each field below (COMMON_FIELDS), without building it per request
+        if raw is not None and raw.get(name) is None:
+            return default
+        return d[name]
+
+    alt_names = value("alt_names", ())
     names = NameRequest(
-        common_name=str(d["common_name"]).strip(),
+        common_name=str(value("common_name", "")).strip(),
         alt_names=[str(v) for v in alt_names],
-        alt_names_sent=alt_sent and bool(alt_names),
-        ip_sans=[str(v) for v in d["ip_sans"]],
-        uri_sans=[str(v) for v in d["uri_sans"]],
-        other_sans=[str(v) for v in d["other_sans"]],
-        serial_number=str(d["serial_number"]),
-        user_ids=[str(v) for v in d["user_ids"]],
-        exclude_cn_from_sans=bool(d["exclude_cn_from_sans"]),
+        alt_names_sent=bool(alt_names),
+        ip_sans=[str(v) for v in value("ip_sans", ())],
+        uri_sans=[str(v) for v in value("uri_sans", ())],
+        other_sans=[str(v) for v in value("other_sans", ())],
+        serial_number=str(value("serial_number", "")),
+        user_ids=[str(v) for v in value("user_ids", ())],
+        exclude_cn_from_sans=bool(value("exclude_cn_from_sans", False)),
     )
     return IssueInput(
         names=names,
-        ttl=int(d["ttl"]),
-        not_after=str(d["not_after"]),
-        format=str(d["format"]).strip() or "pem",
-        private_key_format=str(d["private_key_format"]).strip(),
-        remove_roots_from_chain=bool(d["remove_roots_from_chain"]),
+        ttl=int(value("ttl", 0)),
+        not_after=str(value("not_after", "")),
+        format=str(value("format", "pem")).strip() or "pem",
+        private_key_format=str(value("private_key_format", "der")).strip(),
+        remove_roots_from_chain=bool(value("remove_roots_from_chain", False)),
     )
 
 
@@ -217,7 +226,10 @@ def paths(backend: PkiBackend) -> list[Path]:
         role = await role_cache(backend).get(name)
         if role is None:
             raise UserError(f"unknown role: {name}")
-        return role.copy()  # the cached entry is shared: callers adjust their own copy
+        # The cached entry itself, shared by every request: issuance only reads it, and
+        # the one step that adjusts a role (issuing._check_csr_key, for key_type "any")
+        # adjusts a copy.
+        return role
 
     def issuer_ref(d: FieldData, role: RoleEntry, from_path: bool) -> str:
         return str(d["issuer_ref"]).strip() if from_path else (role.issuer_ref or store.DEFAULT_REF)

@@ -17,7 +17,6 @@ clients and tests match on them.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import json
 import re
@@ -120,13 +119,15 @@ class RoleEntry:
 
     def copy(self) -> RoleEntry:
         """A copy to adjust for one request: scalars are shared, lists and dicts rebuilt."""
-        clone = dataclasses.replace(self)
+        clone = object.__new__(type(self))  # no __init__: every field is copied below
+        state = dict(self.__dict__)
         for f in _CONTAINER_FIELDS:
-            value = getattr(clone, f)
+            value = state.get(f)
             if isinstance(value, list):
-                setattr(clone, f, list(value))
+                state[f] = list(value)
             elif isinstance(value, dict):
-                setattr(clone, f, dict(value))
+                state[f] = dict(value)
+        clone.__dict__.update(state)
         return clone
 
 

@@ -62,8 +62,7 @@ class ReferenceNotFound(UserError):
 
 def serial_to_str(serial: int) -> str:
     """Vault's serial form: lower-case colon hex of the minimal big-endian bytes."""
-    raw = serial.to_bytes(max(1, (serial.bit_length() + 7) // 8), "big")
-    return ":".join(f"{b:02x}" for b in raw)
+    return serial.to_bytes(max(1, (serial.bit_length() + 7) // 8), "big").hex(":")
 
 
 def normalize_serial(serial: str) -> str:
@@ -291,8 +290,25 @@ class StoredCert:
 
 
 @dataclass
+class IssuerChain:
+    """An issuer's ca_chain parsed and serialised once, for every response that carries it."""
+
+    certificates: list[x509.Certificate]  # issuing certificate first, up to the root
+    pems: list[str]  # trimmed PEM of each (as cert_pem gives it)
+    ders_b64: list[str]  # base64 DER of each
+    self_signed: list[bool]
+    issuing_pem: str
+    issuing_der_b64: str
+
+
+@dataclass
 class SigningIssuer:
-    """Everything needed to sign with an issuer (the contract P2/P3 code against)."""
+    """Everything needed to sign with an issuer (the contract P2/P3 code against).
+
+    ``derived`` holds what code using the issuer computes from it once (the leaf
+    extensions every certificate shares, the serialised chain): a SigningIssuer is
+    cached and reused until issuers change, so those are computed once per change.
+    """
 
     issuer_id: str
     issuer_name: str
@@ -305,10 +321,31 @@ class SigningIssuer:
     key_id: str = ""
     revocation_signature_algorithm: str = ""
     revoked: bool = False
+    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def certificate_pem(self) -> str:
-        return cert_pem(self.certificate)
+        chain = self.derived.get("chain")
+        return chain.issuing_pem if isinstance(chain, IssuerChain) else cert_pem(self.certificate)
+
+    def chain(self) -> IssuerChain:
+        """``chain_pem`` parsed, re-serialised and checked for self-signatures, once."""
+        cached = self.derived.get("chain")
+        if isinstance(cached, IssuerChain):
+            return cached
+        certs = [x509.load_pem_x509_certificate(p.encode()) for p in self.chain_pem] or [self.certificate]
+        ders = [c.public_bytes(serialization.Encoding.DER) for c in certs]
+        issuing_der = self.certificate.public_bytes(serialization.Encoding.DER)
+        chain = IssuerChain(
+            certificates=certs,
+            pems=[cert_pem(c) for c in certs],
+            ders_b64=[base64.b64encode(d).decode() for d in ders],
+            self_signed=[is_self_signed(c) for c in certs],
+            issuing_pem=cert_pem(self.certificate),
+            issuing_der_b64=base64.b64encode(issuing_der).decode(),
+        )
+        self.derived["chain"] = chain
+        return chain
 
     def require_usage(self, usage: str) -> None:
         """Refuse with Vault's text when the issuer lacks ``usage``."""

@@ -1031,3 +1031,107 @@ async def test_revoking_the_lease_revokes_the_certificate(pki: Harness) -> None:
     assert (await pki.call("PUT", "sys/leases/revoke", json={"lease_id": lease_id})).status_code == 204
     after = (await pki.call("GET", f"pki/cert/{serial}")).json()["data"]
     assert after["revocation_time"] > 0
+
+
+# -- what issuance computes once and shares ---------------------------------------------------
+
+
+def test_extension_order_is_the_add_order_vault_uses() -> None:
+    aia = AIAUrls(
+        issuing_certificates=["http://ca.test/ca"],
+        crl_distribution_points=["http://ca.test/crl"],
+        ocsp_servers=["http://ca.test/ocsp"],
+    )
+    role = RoleEntry(
+        allow_any_name=True, basic_constraints_valid_for_non_ca=True, policy_identifiers=["2.23.140.1.2.1"]
+    )
+    cert = build(role, make_ca(aia=aia), common_name="svc.test")
+    assert [e.value.__class__.__name__ for e in cert.extensions] == [
+        "KeyUsage",
+        "ExtendedKeyUsage",
+        "BasicConstraints",
+        "SubjectKeyIdentifier",
+        "AuthorityKeyIdentifier",
+        "AuthorityInformationAccess",
+        "SubjectAlternativeName",
+        "CertificatePolicies",
+        "CRLDistributionPoints",
+    ]
+
+
+def test_the_issuers_shared_parts_are_built_once_and_follow_its_aia() -> None:
+    issuer = make_ca(aia=AIAUrls(ocsp_servers=["http://ocsp.test/"]))
+    role = RoleEntry(allow_any_name=True)
+    first, second = build(role, issuer, common_name="a.test"), build(role, issuer, common_name="b.test")
+    assert ext(first, x509.AuthorityInformationAccess) == ext(second, x509.AuthorityInformationAccess)
+    assert issuer.chain() is issuer.chain()
+    assert issuer.certificate_pem == store.cert_pem(issuer.certificate)
+    other = make_ca()  # another issuer (no AIA) gets its own, not the first one's
+    with pytest.raises(x509.ExtensionNotFound):
+        ext(build(role, other, common_name="c.test"), x509.AuthorityInformationAccess)
+
+
+def test_checking_a_csr_key_never_changes_the_role_given() -> None:
+    shared = RoleEntry(key_type="any", signature_bits=0)
+    rsa_csr = parse_csr(make_csr(rsa.generate_private_key(public_exponent=65537, key_size=2048)))
+    fitted = check_csr_key(shared, rsa_csr)
+    assert (fitted.key_bits, fitted.signature_bits) == (2048, 256)
+    assert (shared.key_bits, shared.signature_bits) == (0, 0) and fitted is not shared
+    fixed = RoleEntry(key_type="ec", key_bits=256)
+    assert check_csr_key(fixed, parse_csr(make_csr())) is fixed  # nothing to fit: no copy
+
+
+def test_role_copy_is_independent() -> None:
+    role = RoleEntry(allowed_domains=["a.test"], key_type="ec")
+    clone = role.copy()
+    assert clone == role and clone is not role
+    clone.allowed_domains.append("b.test")
+    clone.key_type = "rsa"
+    assert role.allowed_domains == ["a.test"] and role.key_type == "ec"
+
+
+def test_issue_input_defaults_and_sent_values() -> None:
+    from strongroom.engines.pki.paths_issue import COMMON_FIELDS, issue_input
+    from strongroom.framework import FieldData
+
+    empty = issue_input(FieldData(COMMON_FIELDS, {"common_name": " a.test "}))
+    assert empty == IssueInput(names=NameRequest(common_name="a.test"))
+    sent = issue_input(
+        FieldData(
+            COMMON_FIELDS,
+            {
+                "common_name": "a.test",
+                "alt_names": "b.test,c.test",
+                "ip_sans": ["10.0.0.1"],
+                "ttl": "2160h0m0s",
+                "format": "der",
+                "private_key_format": "pkcs8",
+                "exclude_cn_from_sans": "true",
+                "remove_roots_from_chain": True,
+                "format_ignored": None,
+            },
+        )
+    )
+    assert sent.names.alt_names == ["b.test", "c.test"] and sent.names.alt_names_sent
+    assert sent.names.ip_sans == ["10.0.0.1"] and sent.names.exclude_cn_from_sans
+    assert (sent.ttl, sent.format, sent.private_key_format) == (2160 * 3600, "der", "pkcs8")
+    assert sent.remove_roots_from_chain
+    nulls = issue_input(FieldData(COMMON_FIELDS, {"common_name": "a.test", "format": None, "alt_names": []}))
+    assert nulls.format == "pem" and not nulls.names.alt_names_sent
+
+
+async def test_signing_with_an_any_role_leaves_the_cached_role_alone(pki: Harness) -> None:
+    from strongroom.engines.pki.paths_roles import role_cache
+
+    await role(pki, "anykey", {"allow_any_name": True, "key_type": "any"})
+    route = pki.core.router.get("pki/")
+    assert route is not None
+    rsa_csr = make_csr(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    status, body = await post(pki, "pki/sign/anykey", {"csr": rsa_csr})
+    assert status == 200, body
+    cached = await role_cache(route.backend).get("anykey")
+    assert cached is not None and (cached.key_bits, cached.signature_bits) == (0, 0)
+    status, body = await post(pki, "pki/sign/anykey", {"csr": make_csr()})
+    assert status == 200, body
+    cert = leaf(body["data"])
+    assert cert.signature_algorithm_oid == SignatureAlgorithmOID.ECDSA_WITH_SHA256
