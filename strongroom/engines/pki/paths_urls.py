@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from strongroom.engines.pki import store
+from strongroom.engines.pki.acme.context import settings_changed
 from strongroom.engines.pki.issuer_ops import bad_url
 from strongroom.framework import Field, FieldData, FieldType, Path, PathOperation
 from strongroom.logical.errors import UserError
@@ -97,6 +98,7 @@ class UrlPaths:
         await put_json(self.storage, "config/cluster", config)
         await store.bump_generation(self.storage)
         self.backend.invalidate_issuers()
+        settings_changed(self.backend)  # ACME directory URLs are built from the cluster path
         return Response(data=await store.get_cluster_config(self.storage))
 
 

@@ -102,13 +102,49 @@ def _captured(d: FieldData, name: str) -> str:
     return str(value) if sent and value else ""
 
 
+class SettingsCache:
+    """``config/acme`` and the cluster path, read once per change instead of per request.
+
+    Both writes bump the node-wide engine generation (shared memory), so a worker sees
+    a change made through another before its next ACME request.
+    """
+
+    def __init__(self, backend: PkiBackend) -> None:
+        self._backend = backend
+        self._generation = -1
+        self._value: tuple[state.AcmeConfig, str] | None = None
+
+    async def get(self) -> tuple[state.AcmeConfig, str]:
+        core = self._backend.core
+        generation = int(core.engine_generation()) if core is not None else -2
+        if self._value is None or generation != self._generation or generation == -2:
+            storage = self._backend.storage
+            config = await state.load_config(storage)
+            cluster = (await get_cluster_config(storage)).get("path", "")
+            self._value, self._generation = (config, cluster), generation
+        config, cluster = self._value
+        return state.AcmeConfig.from_json(config.to_json()), cluster
+
+
+def settings_cache(backend: PkiBackend) -> SettingsCache:
+    cache = backend.__dict__.get("_acme_settings")
+    if cache is None:
+        cache = backend.__dict__["_acme_settings"] = SettingsCache(backend)
+    return cache
+
+
+def settings_changed(backend: PkiBackend) -> None:
+    """Call after writing config/acme or config/cluster."""
+    backend.__dict__.pop("_acme_settings", None)
+    if backend.core is not None:
+        backend.core.engine_changed()
+
+
 async def resolve_directory(backend: PkiBackend, d: FieldData) -> Directory:
     """The directory this request is for; 404-style problems when ACME is off for it."""
-    storage = backend.storage
-    config = await state.load_config(storage)
+    config, cluster = await settings_cache(backend).get()
     if not config.enabled:
         raise AcmeProblem("malformed", "ACME is disabled in configuration", status=404)
-    cluster = (await get_cluster_config(storage)).get("path", "")
     if not cluster:
         raise AcmeProblem("malformed", "ACME is not configured: config/cluster path is not set", status=404)
     prefix = directory_prefix(d)

@@ -17,6 +17,7 @@ from strongroom.engines.pki.acme.context import (
     acme_handler,
     directory_prefix,
     resolve_directory,
+    settings_changed,
 )
 from strongroom.engines.pki.acme.problems import AcmeProblem
 from strongroom.framework import Field, FieldData, FieldType, Path, PathOperation
@@ -260,6 +261,7 @@ def operator_paths(backend: PkiBackend) -> list[Path]:
                 if role not in cfg.allowed_roles:
                     raise UserError(f"default directory policy role {role!r} is not in allowed_roles")
         await state.save_config(backend.storage, cfg)
+        settings_changed(backend)
         return Response(data=_config_view(cfg))
 
     async def list_eab(req: Request, d: FieldData) -> Response:
