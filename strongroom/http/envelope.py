@@ -10,14 +10,29 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from strongroom.logical.errors import PermissionDenied, StrongroomError, multierror
 from strongroom.logical.request import Auth, Operation, Request, Response
 
 Headers = list[tuple[bytes, bytes]]
 
 
+# dataclasses and datetimes go through ``default=str`` as they did with the json module
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), default=str).encode()
+    """Compact JSON; non-ASCII text as UTF-8, as Go's encoder writes it.
+
+    orjson when it can encode the value; what it refuses (non-string keys, integers
+    beyond 64 bits, lone surrogates, nesting past 254) is encoded by the json module
+    exactly as before.
+    """
+    try:
+        return orjson.dumps(value, default=str, option=_ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(value, separators=(",", ":"), default=str).encode()
 
 
 def error_body(errors: list[str], data: Any = None, err: StrongroomError | None = None) -> bytes:
