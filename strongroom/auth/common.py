@@ -403,6 +403,17 @@ class _Failures:
     count: int = 0
     last: float = 0.0
     locked_until: float = 0.0
+    inflight: int = 0  # attempts being checked now (StoredLoginLockout)
+    inflight_at: float = 0.0
+
+
+def _fresh(entry: _Failures | None, now: float, policy: LockoutPolicy) -> _Failures:
+    """The entry, or a new one when its failures are too old to count and it is not locked."""
+    if entry is None:
+        return _Failures()
+    if now - entry.last > policy.counter_reset and entry.locked_until <= now:
+        return _Failures(inflight=entry.inflight, inflight_at=entry.inflight_at)
+    return entry
 
 
 def _count_failure(entry: _Failures | None, now: float, policy: LockoutPolicy) -> _Failures:
@@ -411,8 +422,7 @@ def _count_failure(entry: _Failures | None, now: float, policy: LockoutPolicy) -
     A counter idle for longer than ``counter_reset`` (and not locked) starts over;
     reaching the threshold locks the alias for ``duration`` and zeroes the count.
     """
-    if entry is None or (now - entry.last > policy.counter_reset and entry.locked_until <= now):
-        entry = _Failures()
+    entry = _fresh(entry, now, policy)
     entry.count += 1
     entry.last = now
     if entry.count >= policy.threshold:
@@ -484,11 +494,16 @@ class StoredLoginLockout:
     (``lockout/<hmac of alias>``, value encrypted by the barrier like all mount data),
     with the same :class:`LockoutPolicy` and the same counting rule.
 
-    An attempt is counted *before* the credential is checked (:meth:`attempt`), inside a
-    storage transaction, and a successful login then clears the counter
-    (:meth:`success`). Counting first means a burst of parallel guesses cannot all pass
-    the "is it locked?" check before the first failure is written: at most
-    ``threshold`` guesses per window are ever evaluated, across all workers.
+    Each attempt takes a slot *before* the credential is checked (:meth:`attempt`, in a
+    storage transaction): recorded failures plus attempts in flight never exceed
+    ``threshold``, so a burst of parallel guesses cannot all pass the "is it locked?"
+    check before the first failure is written — at most ``threshold`` guesses per window
+    are ever evaluated, across all workers. An attempt over the limit waits (briefly) for
+    a slot instead of failing: when the attempts in flight turn out right
+    (:meth:`success` clears the counter) it goes ahead, so many clients logging in with
+    the same good credentials at once are never refused; when they turn out wrong
+    (:meth:`failure`) the alias locks and the waiting attempts are refused. A slot whose
+    request died is given back after ``slot_timeout``.
 
     Storage keys are an HMAC of the alias under a random per-mount salt, so what a
     client typed as a name (sometimes a password, by mistake) never shows in key names.
@@ -499,6 +514,9 @@ class StoredLoginLockout:
     prefix = "lockout/"
     salt_key = "lockout-salt"
     prune_interval = 600.0  # seconds between sweeps of idle counters (per process)
+    slot_timeout = 60.0  # an attempt in flight longer than this was abandoned (seconds)
+    wait_limit = 10.0  # how long an attempt waits for a slot before it is refused (seconds)
+    wait_step = 0.02
 
     def __init__(
         self,
@@ -539,35 +557,70 @@ class StoredLoginLockout:
             count=int(raw.get("count", 0) or 0),
             last=float(raw.get("last", 0.0) or 0.0),
             locked_until=float(raw.get("locked_until", 0.0) or 0.0),
+            inflight=int(raw.get("inflight", 0) or 0),
+            inflight_at=float(raw.get("inflight_at", 0.0) or 0.0),
         )
         return entry, str(raw.get("alias", "") or "")
 
-    async def attempt(self, alias: str, label: str = "") -> bool:
-        """Count one login attempt for ``alias``; False (and nothing counted) when it is locked.
+    @staticmethod
+    def _dump(entry: _Failures, label: str) -> dict[str, Any]:
+        value: dict[str, Any] = {
+            "count": entry.count,
+            "last": entry.last,
+            "locked_until": entry.locked_until,
+            "inflight": entry.inflight,
+            "inflight_at": entry.inflight_at,
+        }
+        if label:
+            value["alias"] = label
+        return value
 
-        ``label`` is the name ``sys/locked-users`` shows for this alias ("" keeps it unlisted).
-        With the lockout disabled nothing is read or written.
+    async def attempt(self, alias: str, label: str = "") -> bool:
+        """Take a slot for one login attempt of ``alias``; False when it is (or becomes) locked.
+
+        The caller must then report :meth:`success` or :meth:`failure`. ``label`` is the
+        name ``sys/locked-users`` shows for this alias ("" keeps it unlisted). With the
+        lockout disabled nothing is read or written.
         """
         policy = self._policy()
         if policy.disabled:
             return True
         key = await self._key(alias)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.wait_limit
+        while True:
+            async with self._storage.transaction() as txn:
+                entry, stored_label = self._load(await get_json(txn, key))
+                now = self._now()
+                entry = _fresh(entry, now, policy)
+                if entry.locked_until > now:
+                    return False
+                if entry.inflight and now - entry.inflight_at > self.slot_timeout:
+                    entry.inflight = 0  # those requests died without an answer
+                if entry.count + entry.inflight < policy.threshold:
+                    entry.inflight += 1
+                    entry.inflight_at = now
+                    await put_json(txn, key, self._dump(entry, label or stored_label))
+                    break
+            if loop.time() >= give_up:
+                return False
+            await asyncio.sleep(self.wait_step)
+        self._maybe_prune(now)
+        return True
+
+    async def failure(self, alias: str, label: str = "") -> None:
+        """The attempt was wrong: its slot becomes a failure (reaching the threshold locks)."""
+        policy = self._policy()
+        if policy.disabled:
+            return
+        key = await self._key(alias)
         async with self._storage.transaction() as txn:
             entry, stored_label = self._load(await get_json(txn, key))
             now = self._now()
-            if entry is not None and entry.locked_until > now:
-                return False
+            inflight = max(0, (entry.inflight if entry is not None else 0) - 1)
             entry = _count_failure(entry, now, policy)
-            value: dict[str, Any] = {
-                "count": entry.count,
-                "last": entry.last,
-                "locked_until": entry.locked_until,
-            }
-            if label or stored_label:
-                value["alias"] = label or stored_label
-            await put_json(txn, key, value)
-        self._maybe_prune(now)
-        return True
+            entry.inflight = inflight
+            await put_json(txn, key, self._dump(entry, label or stored_label))
 
     async def is_locked(self, alias: str) -> bool:
         """Whether ``alias`` is locked now (read only; :meth:`attempt` does this check itself)."""
@@ -577,7 +630,7 @@ class StoredLoginLockout:
         return entry is not None and entry.locked_until > self._now()
 
     async def success(self, alias: str) -> None:
-        """A login succeeded: the alias starts again from zero failures."""
+        """A login succeeded: the alias starts again from zero failures (and frees every slot)."""
         key = await self._key(alias)
         if await self._storage.get(key) is not None:
             await self._storage.delete(key)
@@ -611,6 +664,8 @@ class StoredLoginLockout:
                 now = self._now()
                 if entry is None or entry.locked_until > now or now - entry.last <= policy.counter_reset:
                     continue
+                if entry.inflight and now - entry.inflight_at <= self.slot_timeout:
+                    continue  # an attempt is being checked right now
                 await txn.delete(key)
                 removed += 1
         return removed

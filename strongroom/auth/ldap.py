@@ -867,6 +867,7 @@ class LdapBackend(FrameworkBackend):
                 # the service account failed: nothing about the user is known; count it anyway
                 if not await self.lockout.attempt(key):
                     raise PermissionDenied() from None
+                await self.lockout.failure(key)
             raise UserError(str(exc)) from None
         # Count before the password is tried. Only a name the directory search found is
         # labelled (listed by sys/locked-users); derived bind DNs prove nothing until the bind.
@@ -882,11 +883,16 @@ class LdapBackend(FrameworkBackend):
             bound = await asyncio.to_thread(directory.bind, target, password)
         except LdapError:
             bound = False
+        except BaseException:
+            await self.lockout.failure(key, label=label)  # give the slot back as a failure
+            raise
         if not bound or bind_dn is None:
+            await self.lockout.failure(key, label=label)
             raise UserError(BIND_FAILED)
         try:
             return await asyncio.to_thread(self._after_bind, directory, bind_dn, alias_value, username)
         except LdapError as exc:
+            await self.lockout.success(key)  # the password was right; the directory failed after
             raise UserError(str(exc)) from None
 
     @staticmethod

@@ -435,8 +435,13 @@ class UserpassBackend(FrameworkBackend):
         encoded = _encode(password)
         usable = user is not None and len(encoded) <= MAX_PASSWORD_BYTES
         target = user.password_hash.encode() if user is not None and usable else await dummy_hash(BCRYPT_COST)
-        matched = await asyncio.to_thread(_checkpw, encoded[:MAX_PASSWORD_BYTES], target)
+        try:
+            matched = await asyncio.to_thread(_checkpw, encoded[:MAX_PASSWORD_BYTES], target)
+        except BaseException:
+            await self.lockout.failure(name)  # give the slot back as a failure
+            raise
         if not matched or not usable or user is None:
+            await self.lockout.failure(name)
             raise UserError(INVALID_LOGIN)
 
         # the password is right: the counter starts over, whatever happens next

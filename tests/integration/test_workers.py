@@ -111,3 +111,45 @@ def test_role_changes_reach_every_worker_before_it_issues(tmp_path: Path) -> Non
             assert {c.post("/v1/pki/issue/web", json=issue).status_code for _ in range(ROUNDS)} == {400}
     finally:
         server.stop()
+
+
+def test_simultaneous_first_logins_across_workers_make_one_entity(tmp_path: Path) -> None:
+    """Two workers creating the identity of the same new user at once must not make two entities."""
+    import concurrent.futures
+
+    server = ServerProcess(tmp_path, {"sqlite": {"path": str(tmp_path / "db.sqlite")}}, {"workers": 2})
+    server.start()
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    try:
+        with httpx.Client(base_url=server.addr, limits=fresh, timeout=30) as client:
+            r = client.put("/v1/sys/init", json={"secret_shares": 1, "secret_threshold": 1})
+            keys, root = r.json()["keys"], r.json()["root_token"]
+            client.put("/v1/sys/unseal", json={"key": keys[0]})
+            auth = {"X-Vault-Token": root}
+            assert (
+                client.post("/v1/sys/auth/userpass", json={"type": "userpass"}, headers=auth).status_code
+                == 204
+            )
+            users = [f"u{n}" for n in range(6)]
+            for user in users:
+                r = client.post(
+                    f"/v1/auth/userpass/users/{user}", json={"password": "pw-" + user}, headers=auth
+                )
+                assert r.status_code == 204, r.text
+
+            def login(user: str) -> str:
+                with httpx.Client(base_url=server.addr, limits=fresh, timeout=30) as c:
+                    r = c.post(f"/v1/auth/userpass/login/{user}", json={"password": "pw-" + user})
+                    assert r.status_code == 200, r.text
+                    return str(r.json()["auth"]["entity_id"])
+
+            with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+                entity_ids = list(pool.map(login, [u for u in users for _ in range(8)]))
+            per_user: dict[str, set[str]] = {}
+            for user, entity_id in zip([u for u in users for _ in range(8)], entity_ids, strict=True):
+                per_user.setdefault(user, set()).add(entity_id)
+            assert all(len(ids) == 1 for ids in per_user.values()), per_user
+            listed = client.request("LIST", "/v1/identity/entity/id", headers=auth).json()["data"]["keys"]
+            assert len(listed) == len(users)
+    finally:
+        server.stop()

@@ -193,11 +193,33 @@ class AppRoleBackend(RoleHandlers, SecretIDHandlers):
         secret_id = str(d.get("secret_id")).strip()
         if len(role_id) > MAX_HMAC_INPUT or len(secret_id) > MAX_HMAC_INPUT:
             raise UserError(INVALID_LOGIN)
-        # counted before the check (and cleared on success), so parallel guesses across
-        # workers cannot outrun the threshold
+        # a slot is taken before the check (cleared on success, a failure otherwise), so
+        # parallel guesses across workers cannot outrun the threshold
         if not await self.lockout.attempt(role_id):
             raise PermissionDenied()
+        try:
+            role, metadata, token_cidrs = await self._check_credentials(req, role_id, secret_id)
+        except (UserError, PermissionDenied):
+            await self.lockout.failure(role_id)
+            raise
+        await self.lockout.success(role_id)
+        metadata["role_name"] = role.name
+        auth = Auth(
+            metadata=metadata,
+            display_name=role.name,
+            alias_name=role.role_id,
+            alias_metadata=dict(metadata),
+            internal_data={"role_name": role.name},
+        )
+        role.token.apply(auth)
+        if token_cidrs:
+            auth.bound_cidrs = token_cidrs
+        return Response(auth=auth)
 
+    async def _check_credentials(
+        self, req: Request, role_id: str, secret_id: str
+    ) -> tuple[Role, dict[str, str], list[str]]:
+        """The role behind ``role_id`` when ``secret_id`` (and the source address) fit it."""
         # The same reads, decryptions and HMACs happen whether or not the role_id exists.
         index = await get_json(self.storage, await self.keys.role_id(role_id))
         role: Role | None = None
@@ -223,19 +245,7 @@ class AppRoleBackend(RoleHandlers, SecretIDHandlers):
         elif not check_cidrs(remote, role.secret_id_bound_cidrs):
             raise UserError(f'source address "{remote}" unauthorized by CIDR restrictions on the role')
 
-        await self.lockout.success(role_id)
-        metadata["role_name"] = role.name
-        auth = Auth(
-            metadata=metadata,
-            display_name=role.name,
-            alias_name=role.role_id,
-            alias_metadata=dict(metadata),
-            internal_data={"role_name": role.name},
-        )
-        role.token.apply(auth)
-        if token_cidrs:
-            auth.bound_cidrs = token_cidrs
-        return Response(auth=auth)
+        return role, metadata, token_cidrs
 
     async def _use_secret(self, role: Role, key: str, secret_hmac: str, remote: str) -> SecretID | None:
         """Check a secret ID and consume one of its uses, atomically; None when it is not valid.

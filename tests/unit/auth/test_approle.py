@@ -602,6 +602,35 @@ async def test_lockout_after_repeated_bad_secrets(h: Harness) -> None:
     assert (await login(h, rid, s["secret_id"])).status_code == 200
 
 
+async def test_many_parallel_good_logins_are_never_locked_out(h: Harness) -> None:
+    """A fleet starting at once with one role_id/secret_id: more logins in flight than the threshold."""
+    rid = await role(h)
+    s = await secret(h)
+    b = backend(h)
+    check = b._use_secret
+
+    async def slow_check(*args: Any) -> Any:  # keep every login in flight at once
+        await asyncio.sleep(0.05)
+        return await check(*args)
+
+    b._use_secret = slow_check  # type: ignore[method-assign]
+    results = await asyncio.gather(*(login(h, rid, s["secret_id"]) for _ in range(12)))
+    assert [r.status_code for r in results] == [200] * 12
+    # and wrong guesses in flight together still stop at the threshold
+    results = await asyncio.gather(*(login(h, rid, f"guess-{i}") for i in range(15)))
+    codes = sorted(r.status_code for r in results)
+    assert codes.count(400) == 5 and codes.count(403) == 10, codes
+
+
+async def test_parallel_bad_guesses_are_bounded_by_the_threshold(h: Harness) -> None:
+    rid = await role(h)
+    s = await secret(h)
+    results = await asyncio.gather(*(login(h, rid, f"guess-{i}") for i in range(15)))
+    codes = sorted(r.status_code for r in results)
+    assert codes.count(400) == 5 and codes.count(403) == 10, codes
+    assert (await login(h, rid, s["secret_id"])).status_code == 403
+
+
 async def test_lockout_follows_the_mount_tune(h: Harness) -> None:
     entry = h.core.auth_mounts.entries["approle/"]
     entry.config.user_lockout_config = {"lockout_disable": True}

@@ -503,8 +503,10 @@ async def test_stored_lockout_prunes_idle_counters() -> None:
     )
     await lock.initialize()
     assert await lock.attempt("idle")
-    assert await lock.attempt("locked", label="locked")
-    assert await lock.attempt("locked", label="locked")  # the second attempt locks it
+    await lock.failure("idle")
+    for _ in range(2):
+        assert await lock.attempt("locked", label="locked")
+        await lock.failure("locked", label="locked")  # the second failure locks it
     assert not await lock.attempt("locked")
     assert await lock.is_locked("locked") and not await lock.is_locked("idle")
     assert await lock.locked() == ["locked"]
@@ -517,6 +519,7 @@ async def test_stored_lockout_prunes_idle_counters() -> None:
     assert await storage.list("lockout/") == []
     # keys are HMACs: no name shows in storage keys
     await lock.attempt("someone")
+    await lock.failure("someone")
     assert all("someone" not in k for k in await storage.list("lockout/"))
     # the background sweep runs from attempt() once per interval, and close() stops it
     lock.prune_interval = 10
@@ -546,3 +549,30 @@ async def test_approle_lock_can_be_lifted_through_sys_locked_users(h: Harness) -
 def test_default_cost_is_vaults() -> None:
     """The shipped cost is Go's bcrypt.DefaultCost (read before the fixture lowered it)."""
     assert DEFAULT_COST == 10
+
+
+async def test_stored_lockout_waits_for_a_slot_instead_of_refusing_good_logins() -> None:
+    """Attempts in flight hold slots; an extra attempt waits, and goes ahead once one succeeds."""
+    storage = InmemStorage()
+    lock = StoredLoginLockout(storage, lambda: LockoutPolicy(threshold=2, duration=60, counter_reset=30))
+    await lock.initialize()
+    assert await lock.attempt("u") and await lock.attempt("u")  # both slots taken
+    waiting = asyncio.create_task(lock.attempt("u"))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    await lock.success("u")  # one of them was right: everything starts over
+    assert await asyncio.wait_for(waiting, 2)
+    # two failures in flight lock the alias, and an attempt waiting meanwhile is refused
+    await lock.success("u")
+    assert await lock.attempt("u") and await lock.attempt("u")
+    waiting = asyncio.create_task(lock.attempt("u"))
+    await asyncio.sleep(0.1)
+    await lock.failure("u")
+    await lock.failure("u")
+    assert await asyncio.wait_for(waiting, 2) is False
+    assert await lock.is_locked("u")
+    # a slot whose request died is given back after slot_timeout
+    other = StoredLoginLockout(storage, lambda: LockoutPolicy(threshold=1, duration=60, counter_reset=30))
+    other.slot_timeout, other.wait_limit = 0.2, 2.0
+    assert await other.attempt("v")
+    assert await other.attempt("v")  # waited out the abandoned slot
