@@ -21,7 +21,7 @@ What this module adds on top of Vault's behaviour, and why:
   (Vault counts existing users only.)
 * **Lockout state lives in the mount's storage** (:class:`~strongroom.auth.common.StoredLoginLockout`),
   so every HTTP worker of a node shares one counter per user and a lock survives a
-  restart. Approle keeps the in-memory :class:`~strongroom.auth.common.LoginLockout`.
+  restart (approle and ldap keep theirs the same way).
 * **bcrypt cost** :data:`BCRYPT_COST` is 10, Vault's ``bcrypt.DefaultCost``: about 0.1 s per
   hash on the 2-core reference box (cost 11 ≈ 0.2 s, 12 ≈ 0.28 s), keeping a login well
   under 250 ms with room for the token write. Hashing runs in a worker thread

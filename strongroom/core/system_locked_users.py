@@ -3,9 +3,8 @@
 In Vault the user lockout lives in core; here each auth method keeps its own counters
 (see :mod:`strongroom.auth.common`), so this module asks the mount's backend. A backend
 that can list its locked users offers ``async locked_users() -> list[str]``; one that can
-lift a lock offers ``async unlock_user(alias)``. A backend that only has the in-memory
-``lockout`` (:class:`~strongroom.auth.common.LoginLockout`, approle) can be unlocked — in
-the process that serves the request — but not listed, since it keeps no names.
+lift a lock offers ``async unlock_user(alias)``. Approle keeps no role names with its
+counters (a role_id is a credential), so its locks can be lifted but not listed.
 
 The answer has Vault's shape (``by_namespace`` with the root namespace only, ``total``),
 accessors and namespaces in decreasing order of locked users. Unlocking is idempotent:
