@@ -58,7 +58,8 @@ class RevokePaths:
     def __init__(self, backend: PkiBackend) -> None:
         self.backend = backend
         self.manager = revocation.manager_for(backend)
-        self._ocsp_cache: tuple[int, list[ocsp.OcspIssuer]] | None = None
+        self._ocsp_cache: tuple[object, list[ocsp.OcspIssuer]] | None = None
+        self._config_cache: tuple[int, revocation.CrlConfig, int] | None = None
 
     def storage(self, req: Request) -> Storage:
         return req.storage or self.backend.storage
@@ -232,6 +233,10 @@ class RevokePaths:
                 "always regenerated!"
             )
         await revocation.save_config(storage, config)
+        self._config_cache = None
+        core = getattr(self.backend, "core", None)
+        if core is not None:
+            core.engine_changed()  # every worker re-reads config/crl before its next OCSP answer
         resp = Response(data=config.to_json())
         if (
             old.disable != config.disable
@@ -250,10 +255,40 @@ class RevokePaths:
 
     # -- OCSP -------------------------------------------------------------------------------
 
+    async def _ocsp_config(self, storage: Storage) -> tuple[revocation.CrlConfig, int]:
+        """config/crl and its ocsp_expiry in seconds, cached until any process changes engine state.
+
+        Every write of config/crl (:meth:`write_config`) calls ``core.engine_changed()``,
+        which every worker of the node sees before its next request (the role cache's
+        mechanism). Without a core there is no such signal, so nothing is cached.
+        """
+        core = getattr(self.backend, "core", None)
+        generation = int(core.engine_generation()) if core is not None else None
+        cached = self._config_cache
+        if cached is not None and generation is not None and cached[0] == generation:
+            return cached[1], cached[2]
+        config = await revocation.load_config(storage)
+        expiry = config.seconds("ocsp_expiry")
+        if generation is not None:
+            self._config_cache = (generation, config, expiry)
+        return config, expiry
+
     async def _ocsp_issuers(self, storage: Storage) -> list[ocsp.OcspIssuer]:
-        """The mount's issuers as the responder sees them, cached per issuer generation."""
-        generation = await store.read_generation(storage)
-        if self._ocsp_cache is not None and self._ocsp_cache[0] == generation:
+        """The mount's issuers as the responder sees them.
+
+        Cached on the issuer cache's version: dropped at once when this process changes
+        issuers, and within a second of a change made by another process (the
+        issuer cache's own re-check of ``config/issuers-generation``, as for issuance).
+        Without an issuer cache, the generation is read per request.
+        """
+        cache = store.cache_for(storage)
+        version: object
+        if cache is not None:
+            await cache.refresh(storage)
+            version = ("cache", cache.version)
+        else:
+            version = ("generation", await store.read_generation(storage))
+        if self._ocsp_cache is not None and self._ocsp_cache[0] == version:
             return self._ocsp_cache[1]
         out: list[ocsp.OcspIssuer] = []
         for entry in await store.list_issuers(storage):
@@ -272,7 +307,7 @@ class RevokePaths:
                     entry.revocation_signature_algorithm,
                 )
             )
-        self._ocsp_cache = (generation, out)
+        self._ocsp_cache = (version, out)
         return out
 
     @staticmethod
@@ -288,7 +323,7 @@ class RevokePaths:
 
     async def _ocsp(self, req: Request, d: FieldData) -> Response:
         storage = self.storage(req)
-        config = await revocation.load_config(storage)
+        config, ocsp_expiry = await self._ocsp_config(storage)
         if config.ocsp_disable:
             return self._ocsp_error(x509_ocsp.OCSPResponseStatus.UNAUTHORIZED, 401)
         try:
@@ -313,7 +348,7 @@ class RevokePaths:
                 req=parsed,
                 state=ocsp.CertState.UNKNOWN,
                 now=dt.datetime.fromtimestamp(revocation.now(), dt.UTC),
-                validity_seconds=config.seconds("ocsp_expiry"),
+                validity_seconds=ocsp_expiry,
             )
             return Response(raw=RawResponse(body, ocsp.CONTENT_TYPE, 200))
         if issuer is None:  # ours, but without the ocsp-signing usage or a key
@@ -334,7 +369,7 @@ class RevokePaths:
             req=parsed,
             state=state,
             now=dt.datetime.fromtimestamp(revocation.now(), dt.UTC),
-            validity_seconds=config.seconds("ocsp_expiry"),
+            validity_seconds=ocsp_expiry,
             revoked_at=revoked_at,
         )
         return Response(raw=RawResponse(body, ocsp.CONTENT_TYPE, 200))

@@ -368,11 +368,13 @@ class IssuerCache:
         self.refs: dict[str, str] = {}
         self.generation: int | None = None
         self.checked_at = 0.0
+        self.version = 0  # changes whenever this cache is dropped: a key for caches built on it
 
     def invalidate(self) -> None:
         self.signing.clear()
         self.refs.clear()
         self.checked_at = 0.0
+        self.version += 1
 
     async def refresh(self, storage: Storage) -> None:
         """Drop everything if another process bumped the generation (checked ≤ once a second)."""
@@ -384,6 +386,7 @@ class IssuerCache:
             self.signing.clear()
             self.refs.clear()
             self.generation = generation
+            self.version += 1
         self.checked_at = now
 
 

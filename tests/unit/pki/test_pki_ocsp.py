@@ -341,3 +341,24 @@ async def test_fuzzed_get_requests_never_5xx(pki: Pki) -> None:
         r = await pki.get(bytes(blob))
         assert r.status_code in (200, 400, 401), r.status_code
         assert r.headers["content-type"] == "application/ocsp-response"
+
+
+async def test_config_changes_reach_the_responder_at_once(pki: Pki) -> None:
+    request = pki.request(await pki.leaf())
+    code, body = await pki.post(request)
+    assert code == 200
+    first = x509_ocsp.load_der_ocsp_response(body)
+    assert first.next_update_utc - first.this_update_utc == dt.timedelta(hours=12)  # cached from here on
+    before = pki.h.core.engine_generation()
+    r = await pki.h.call("POST", "pki/config/crl", json={"ocsp_expiry": "1h"})
+    assert r.status_code == 200
+    assert pki.h.core.engine_generation() > before  # what makes every worker re-read it
+    code, body = await pki.post(request)
+    second = x509_ocsp.load_der_ocsp_response(body)
+    assert code == 200 and second.next_update_utc - second.this_update_utc == dt.timedelta(hours=1)
+    await pki.h.call("POST", "pki/config/crl", json={"ocsp_disable": True})
+    code, body = await pki.post(request)
+    assert code == 401 and status_of(body) == x509_ocsp.OCSPResponseStatus.UNAUTHORIZED
+    await pki.h.call("POST", "pki/config/crl", json={"ocsp_disable": False})
+    code, _ = await pki.post(request)
+    assert code == 200
