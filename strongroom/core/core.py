@@ -9,6 +9,7 @@ decides access lives here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -99,6 +100,8 @@ class Core:
         # multi-process nodes: shared invalidation counters, and whether this process
         # runs background jobs (lease expiry, tidy); see strongroom.supervisor
         self.sync: SharedGenerations | None = None
+        # one reload at a time: a request arriving while another reloads waits for it
+        self._sync_lock = asyncio.Lock()
         self.background_jobs = True
         # the node's shared ACME nonce table (strongroom.engines.pki.acme.nonces), set by the
         # supervisor before its workers fork; None: each process keeps its own
@@ -454,7 +457,20 @@ class Core:
         return response
 
     async def _sync_caches(self, sync: SharedGenerations) -> None:
-        """Drop what another process of this node changed since our last request."""
+        """Drop what another process of this node changed since our last request.
+
+        ``changed()`` marks the changes seen at once, so a second request must not run
+        ahead while the first is still reloading (it would route with the old mount table).
+        """
+        if self._sync_lock.locked():
+            async with self._sync_lock:
+                pass  # wait for the reload in progress
+        if not sync.pending():
+            return
+        async with self._sync_lock:
+            await self._apply_changes(sync)
+
+    async def _apply_changes(self, sync: SharedGenerations) -> None:
         for kind in sync.changed():
             if kind is Kind.SEAL:
                 await self.seal()

@@ -62,6 +62,10 @@ class SharedGenerations:
         cells = self._all.unpack_from(self._mm, 0)
         return [sum(cells[k::_KINDS]) for k in range(_KINDS)]
 
+    def pending(self) -> bool:
+        """Whether another process wrote something this process has not marked seen (no side effect)."""
+        return self._totals() != self._seen
+
     def changed(self) -> list[Kind]:
         """Kinds written by another process since this process last looked."""
         totals = self._totals()
