@@ -189,7 +189,9 @@ class Tidier:
             self._check_cancel()
             if config.flags["tidy_acme"]:
                 counts = await tidy_acme(
-                    self.storage, config.buffers["safety_buffer"], config.buffers["acme_account_safety_buffer"]
+                    self.storage,
+                    config.buffers["safety_buffer"],
+                    config.buffers["acme_account_safety_buffer"],
                 )
                 self.status.counts.update(asdict(counts))
         except TidyCancelled:
