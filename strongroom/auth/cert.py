@@ -33,10 +33,8 @@ whatever it gets, so a handshake proves only that the client holds the leaf's pr
 * **Renewal binding** (CVE-2026-39388): the login stores the leaf's SHA-256 fingerprint
   (and, like Vault, its key ids) in the token's auth internal data, and the ``RENEW``
   handler of ``login`` refuses (403) a renewal presenting another certificate unless
-  ``config.disable_binding`` is set. Core does not yet route token renewals to the auth
-  method that issued the token (``renew_token`` in ``core/token_backend.py`` renews on its
-  own), so this handler runs only once core does; until then a cert token renews like any
-  other service token.
+  ``config.disable_binding`` is set. The token store asks this handler on every renewal
+  of a token this mount issued, and renews with the TTLs it answers (the entry's current ones).
 
 The alias name is the leaf's common name, as in Vault.
 """

@@ -718,17 +718,21 @@ class TokenBackend(FrameworkBackend):
             raise UserError("token not found")
         if entry.type == BATCH:
             raise UserError("batch tokens cannot be renewed")
-        await self._ask_issuing_method(req, entry)
-        return await renew_token(self.core, entry, increment, token_system=self.config.system)
+        method_auth = await self._ask_issuing_method(req, entry)
+        return await renew_token(
+            self.core, entry, increment, token_system=self.config.system, method_auth=method_auth
+        )
 
-    async def _ask_issuing_method(self, req: Request, entry: TokenEntry) -> None:
-        """Let the auth method that logged the token in refuse its renewal, as Vault does.
+    async def _ask_issuing_method(self, req: Request, entry: TokenEntry) -> Auth | None:
+        """Let the auth method that logged the token in refuse or shape its renewal, as Vault does.
 
         A cert token renews only with the certificate that logged in; a method may check that
-        its user or role still exists. A method that declares no renew handler has no say.
+        its user or role still exists, and answers with the TTL, max TTL and period the token
+        renews with now (a user's changed ``token_ttl`` applies at the next renewal). A method
+        that declares no renew handler has no say (None).
         """
         if not entry.path.startswith("auth/") or entry.path.startswith("auth/token/"):
-            return
+            return None
         routed = self.core.router.match(entry.path)
         if routed is None:
             raise UserError("the auth method that issued this token is no longer mounted")
@@ -742,6 +746,9 @@ class TokenBackend(FrameworkBackend):
             entity_id=entry.entity_id,
             client_token=entry.id,
             accessor=entry.accessor,
+            ttl=entry.ttl,
+            max_ttl=int(entry.internal_meta.get("max_ttl", 0) or 0),
+            period=entry.period,
         )
         renew = Request(
             operation=Operation.RENEW,
@@ -755,9 +762,10 @@ class TokenBackend(FrameworkBackend):
             request_id=req.request_id,
         )
         try:
-            await route.backend.handle_request(renew)
+            resp = await route.backend.handle_request(renew)
         except (UnsupportedPath, UnsupportedOperation):
-            return
+            return None
+        return resp.auth if resp is not None else None
 
     # -- revoke ------------------------------------------------------------------------------
 
@@ -991,13 +999,20 @@ class TokenBackend(FrameworkBackend):
 
 
 async def renew_token(
-    core: Core, entry: TokenEntry, increment: int, *, token_system: TTLSystemView | None = None
+    core: Core,
+    entry: TokenEntry,
+    increment: int,
+    *,
+    token_system: TTLSystemView | None = None,
+    method_auth: Auth | None = None,
 ) -> Response:
     """Renew a service token's lease as Vault's ``RenewToken`` does; return the auth block.
 
     The period and explicit max come from the token's role when it has one (so a
     role change applies at the next renewal), else from the token. The ceiling is
     the issuing mount's ``max_lease_ttl`` (``internal_meta["max_ttl"]`` may lower it).
+    ``method_auth`` is the issuing auth method's answer to the renewal: its TTL, max TTL
+    and period replace the token's own.
     """
     if entry.type == BATCH:
         raise UserError("batch tokens cannot be renewed")
@@ -1020,10 +1035,13 @@ async def renew_token(
 
     system = _system_view_for(core, entry, token_system)
     backend_max_ttl = int(entry.internal_meta.get("max_ttl", 0) or 0)
+    backend_ttl = entry.ttl
+    if method_auth is not None:
+        backend_ttl, backend_max_ttl, period = method_auth.ttl, method_auth.max_ttl, method_auth.period
     ttl, warnings = calculate_ttl(
         system,
         increment,
-        entry.ttl,
+        backend_ttl,
         period,
         backend_max_ttl,
         explicit_max_ttl,

@@ -311,6 +311,20 @@ async def test_renewal_is_refused_once_the_users_policies_change(h: Harness) -> 
     assert (await renew_self(h, fresh["client_token"])).status_code == 200
 
 
+async def test_renewal_uses_the_users_current_token_ttl(h: Harness) -> None:
+    """As Vault: the method's answer to the renewal sets the TTL, so a changed token_ttl applies."""
+    await user(h, "alice", token_ttl="10m", token_max_ttl="10h")
+    token = (await login(h, "alice", "s3cret")).json()["auth"]["client_token"]
+    r = await renew_self(h, token)
+    assert r.status_code == 200 and r.json()["auth"]["lease_duration"] == 600
+    await ok(h, "POST", "users/alice", {"token_ttl": "30m"})
+    r = await renew_self(h, token)
+    assert r.status_code == 200 and r.json()["auth"]["lease_duration"] == 1800
+    await ok(h, "POST", "users/alice", {"token_ttl": "5m"})
+    r = await renew_self(h, token)
+    assert r.status_code == 200 and r.json()["auth"]["lease_duration"] == 300
+
+
 # -- lockout -----------------------------------------------------------------------------------
 
 
