@@ -75,7 +75,10 @@ class AppRoleBackend(RoleHandlers, SecretIDHandlers):
         paths = [
             Path(
                 "login",
-                {Operation.UPDATE: op(self._login, "Log in with a role_id and secret_id")},
+                {
+                    Operation.UPDATE: op(self._login, "Log in with a role_id and secret_id"),
+                    Operation.RENEW: op(self._renew, "Renew a token issued by this method."),
+                },
                 fields={
                     "role_id": Field(S, "Unique identifier of the Role."),
                     "secret_id": Field(S, "SecretID belonging to the role", default="", sensitive=True),
@@ -214,6 +217,20 @@ class AppRoleBackend(RoleHandlers, SecretIDHandlers):
         role.token.apply(auth)
         if token_cidrs:
             auth.bound_cidrs = token_cidrs
+        return Response(auth=auth)
+
+    async def _renew(self, req: Request, d: FieldData) -> Response | None:
+        """Vault's ``pathLoginRenew``: only while the role exists, with its current token TTLs."""
+        if req.auth is None:
+            raise UserError("request auth was nil")
+        name = str(req.auth.internal_data.get("role_name", ""))
+        if not name:
+            raise UserError("failed to fetch role_name during renewal")
+        role = await load_role(self.storage, name)
+        if role is None:
+            raise UserError(f"role {name!r} does not exist during renewal")
+        auth = req.auth
+        auth.ttl, auth.max_ttl, auth.period = role.token.ttl, role.token.max_ttl, role.token.period
         return Response(auth=auth)
 
     async def _check_credentials(

@@ -701,3 +701,21 @@ async def test_unknown_role_id_costs_as_much_as_a_wrong_secret(monkeypatch: pyte
             await run(Operation.UPDATE, "login", {"role_id": role_id, "secret_id": "wrong"})
         counts.append(sum(hits))
     assert counts[0] == counts[1] > 0
+
+
+async def test_renewal_follows_the_role_and_stops_when_it_is_gone(h: Harness) -> None:
+    rid = await role(h, token_ttl="10m", token_max_ttl="10h")
+    s = await secret(h)
+    token = (await login(h, rid, s["secret_id"])).json()["auth"]["client_token"]
+
+    async def renew() -> httpx.Response:
+        return await h.call("POST", "auth/token/renew-self", json={}, token=token)
+
+    r = await renew()
+    assert r.status_code == 200 and r.json()["auth"]["lease_duration"] == 600
+    assert (await call(h, "POST", "role/r1", {"token_ttl": "20m"})).status_code == 204
+    r = await renew()
+    assert r.status_code == 200 and r.json()["auth"]["lease_duration"] == 1200
+    assert (await call(h, "DELETE", "role/r1")).status_code == 204
+    r = await renew()
+    assert r.status_code == 400 and "does not exist during renewal" in r.text
