@@ -623,3 +623,14 @@ async def test_garbage_never_500s_and_always_gets_a_problem_with_a_nonce(acme: H
             r = await acme.client.post(url, content=body, headers={"Content-Type": "application/jose+json"})
             assert r.status_code < 500, (url, payload, r.status_code, r.text)
             assert r.headers["replay-nonce"]
+
+
+async def test_concurrent_finalizes_issue_one_certificate(acme: Harness, responder: Responder) -> None:
+    c = await client(acme)
+    await c.register()
+    order = await validate_ip_order(c, responder)
+    before = (await counts(acme))[1]
+    csrs = [csr_der(["127.0.0.1"])[0] for _ in range(4)]
+    results = await asyncio.gather(*(c.post(order["finalize"], {"csr": b64(csr)}) for csr in csrs))
+    assert sorted(r.status_code for r in results) == [200, 403, 403, 403], [r.text for r in results]
+    assert (await counts(acme))[1] == before + 1

@@ -491,8 +491,12 @@ async def finalize(backend: PkiBackend, req: Request, d: FieldData, directory: D
         raise AcmeProblem("badCSR", "the CSR's names differ from the order's identifiers")
     if _spki(csr.public_key()) == _spki(jws.public_key(account.jwk)):
         raise AcmeProblem("badCSR", "the certificate key must differ from the account key")
-    order.status = "processing"
-    await state.save_order(backend.storage, order)
+    async with backend.storage.transaction() as txn:  # one finalize wins, whichever worker
+        current = await state.load_order(txn, account.id, order.id)
+        if current is None or current.status != "ready":
+            raise AcmeProblem("orderNotReady", "the order is already being finalized")
+        order.status = "processing"
+        await state.save_order(txn, order)
     try:
         await _issue(backend, directory, order, csr, cn, sorted(requested), sorted(requested_ips))
     except AcmeProblem as problem:
