@@ -10,9 +10,12 @@ stall the event loop, while a point read takes microseconds):
 * One **writer thread** per store owns the only write connection. ``put`` and
   ``delete`` enqueue an operation and await a future. The writer takes every
   pending operation, applies them in one ``BEGIN IMMEDIATE … COMMIT`` (one fsync
-  for the whole batch: group commit) and then resolves each caller's future. If a
-  batch fails, its operations are retried one by one so that one bad write does
-  not fail the others.
+  for the whole batch: group commit) and then resolves each caller's future (one
+  wake-up of the event loop per commit, not per write). If a batch fails, its
+  operations are retried one by one so that one bad write does not fail the others.
+  When the last commit showed writers overlapping, the writer first waits 2 ms for
+  more writes to join (``_LINGER_S``): under concurrent load one fsync then serves
+  several writes; a lone sequential writer never waits.
 * ``transaction()`` runs on the same writer thread as one ``BEGIN IMMEDIATE …
   COMMIT``: the transaction's statements, reads included, are shipped to the
   writer and executed on the write connection, so they see the transaction's own
@@ -29,7 +32,10 @@ stall the event loop, while a point read takes microseconds):
   that ``close()`` can close them from whichever thread calls it; each one is
   otherwise used by exactly one thread.
 * Several OS processes may open the same file (a multi-process server):
-  ``busy_timeout`` and ``BEGIN IMMEDIATE`` make their writers take turns.
+  ``BEGIN IMMEDIATE`` makes their writers take turns. The writer retries a busy
+  lock every 50 µs to 1 ms itself (SQLite's busy handler sleeps whole milliseconds,
+  growing to 100 ms, while a group commit holds the lock for a fraction of one);
+  readers keep ``busy_timeout``.
 
 Layout: one table ``kv(key TEXT PRIMARY KEY, value BLOB)``. Listing uses a range
 scan on the key index and skips over each sub-folder it meets (after the first
@@ -47,6 +53,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -59,6 +66,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _MAX_BATCH = 1024
+# Group commit under concurrent writes: wait this long for more writes to join a commit
+_LINGER_S = 0.002
+# Another process holds the write lock: retry BEGIN IMMEDIATE after this, doubling up to the max
+_BUSY_RETRY_FIRST_S = 0.00005
+_BUSY_RETRY_MAX_S = 0.001
 _MAX_BATCH_BYTES = 32 * 1024 * 1024
 _DEFAULT_BUSY_TIMEOUT_MS = 10_000
 _DB_FILE_IN_DIR = "strongroom.db"
@@ -112,6 +124,24 @@ def _settle(
         loop.call_soon_threadsafe(apply)
     except RuntimeError:  # the loop is closed: nobody is waiting any more
         pass
+
+
+def _settle_all(acks: builtins.list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]]) -> None:
+    """Resolve many futures with None: one wake-up of each loop, not one per future."""
+    by_loop: dict[asyncio.AbstractEventLoop, builtins.list[asyncio.Future[Any]]] = {}
+    for loop, fut in acks:
+        by_loop.setdefault(loop, []).append(fut)
+    for loop, futs in by_loop.items():
+
+        def apply(futs: builtins.list[asyncio.Future[Any]] = futs) -> None:
+            for fut in futs:
+                if not fut.done():
+                    fut.set_result(None)
+
+        try:
+            loop.call_soon_threadsafe(apply)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -271,11 +301,13 @@ class SqlitePhysical:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._active_txn: _TxnChannel | None = None
         self._requeue_front: object | None = None  # writer thread only
+        self._overlap = False  # writer thread only: did writers overlap at the last commit?
 
         try:
             self._wconn = self._connect()
             self._wconn.execute("PRAGMA journal_mode=WAL")
             self._wconn.execute(_SCHEMA)
+            self._wconn.execute("PRAGMA busy_timeout=0")  # the writer waits for the lock itself: _begin
         except sqlite3.Error as exc:
             raise _storage_error("open", exc) from None
         self._writer = threading.Thread(
@@ -409,6 +441,8 @@ class SqlitePhysical:
                 item = self._queue.get()
                 if item is _STOP:
                     return
+                if self._should_linger(item):
+                    time.sleep(_LINGER_S)
                 if not self._group(conn, item):
                     return
         except BaseException:  # pragma: no cover - a bug; fail loudly but do not hang callers
@@ -422,6 +456,16 @@ class SqlitePhysical:
             except sqlite3.Error:
                 log.warning("sqlite close failed", exc_info=True)
 
+    def _should_linger(self, item: object) -> bool:
+        """Wait for more writes before committing ``item``?
+
+        Only when writers overlapped at the last commit (several are active: let the
+        others' writes join this commit, one fsync and one lock hand-over for many) and
+        nothing else is queued yet. A lone sequential writer never waits: its next write
+        only comes after this one's ack, so its commits never overlap.
+        """
+        return self._overlap and isinstance(item, _Write) and self._queue.empty()
+
     def _group(self, conn: sqlite3.Connection, first: object) -> bool:
         """Run queued writes and transactions back to back inside one SQLite transaction.
 
@@ -432,12 +476,13 @@ class SqlitePhysical:
         alone. Returns False when the store is stopping.
         """
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(conn)
         except sqlite3.Error as exc:
             _rollback(conn)
             self._fail_item(first, _storage_error("begin", exc))
             return True
         done: _Acks = []
+        self._overlap = False
         item: object | None = first
         count = 0
         while item is not None:
@@ -474,7 +519,31 @@ class SqlitePhysical:
         self._commit(conn, done)
         return True
 
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``, waiting for another process's writer in short steps.
+
+        SQLite's own busy handler sleeps 1, 2, 5, 10 ... ms between tries, while another
+        process holds the write lock for one group commit (a fraction of a millisecond),
+        so two worker processes writing at once left the lock idle most of the time. The
+        writer connection therefore has no busy timeout of its own; this retries every
+        50 µs to 1 ms (doubling) for up to ``busy_timeout_ms`` in all.
+        """
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        delay = _BUSY_RETRY_FIRST_S
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, _BUSY_RETRY_MAX_S)
+
     def _commit(self, conn: sqlite3.Connection, done: _Acks) -> None:
+        # Writers overlapped if this commit holds several writes, or more are queued before
+        # anyone is acknowledged (a sequential writer's next write cannot be queued yet).
+        self._overlap = len(done) > 1 or not self._queue.empty()
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -483,8 +552,7 @@ class SqlitePhysical:
             for loop, fut in done:
                 _settle(loop, fut, exc=err)
             return
-        for loop, fut in done:
-            _settle(loop, fut)
+        _settle_all(done)
 
     def _fail_item(self, item: object, err: BaseException) -> None:
         if isinstance(item, _Write):
