@@ -414,7 +414,10 @@ async def _record_outcome(
 
 
 def _csr_names(csr: x509.CertificateSigningRequest) -> tuple[str, list[str], list[str]]:
-    cns = csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    try:
+        cns = csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    except Exception:
+        raise AcmeProblem("badCSR", "the CSR's subject cannot be parsed") from None
     cn = str(cns[0].value).lower() if cns else ""
     dns: list[str] = []
     ips: list[str] = []
@@ -422,7 +425,7 @@ def _csr_names(csr: x509.CertificateSigningRequest) -> tuple[str, list[str], lis
         san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         san = None
-    except ValueError:
+    except Exception:  # malformed or duplicate extensions, unknown encodings
         raise AcmeProblem("badCSR", "the CSR's extensions cannot be parsed") from None
     if san is not None:
         for name in san:
@@ -472,10 +475,10 @@ async def finalize(backend: PkiBackend, req: Request, d: FieldData, directory: D
     try:
         csr = x509.load_der_x509_csr(jws.b64url_decode(csr_b64))
         signature_ok = csr.is_signature_valid
-    except (ValueError, TypeError):
-        raise AcmeProblem("badCSR", "the CSR cannot be parsed") from None
     except AcmeProblem:
         raise AcmeProblem("badCSR", "the CSR is not valid base64url") from None
+    except Exception:  # not DER, not a CSR, or a signature algorithm cryptography lacks
+        raise AcmeProblem("badCSR", "the CSR cannot be parsed") from None
     if not signature_ok:
         raise AcmeProblem("badCSR", "the CSR's signature does not verify")
     cn, dns, ips = _csr_names(csr)
@@ -489,7 +492,11 @@ async def finalize(backend: PkiBackend, req: Request, d: FieldData, directory: D
             csr_dns.add(cn)
     if csr_dns != requested or csr_ips != requested_ips:
         raise AcmeProblem("badCSR", "the CSR's names differ from the order's identifiers")
-    if _spki(csr.public_key()) == _spki(jws.public_key(account.jwk)):
+    try:
+        csr_key = csr.public_key()
+    except Exception:  # an algorithm cryptography does not support
+        raise AcmeProblem("badCSR", "the CSR's public key type is not supported") from None
+    if _spki(csr_key) == _spki(jws.public_key(account.jwk)):
         raise AcmeProblem("badCSR", "the certificate key must differ from the account key")
     async with backend.storage.transaction() as txn:  # one finalize wins, whichever worker
         current = await state.load_order(txn, account.id, order.id)
