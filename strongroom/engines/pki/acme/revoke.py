@@ -92,7 +92,10 @@ async def revoke_cert(backend: PkiBackend, req: Request, d: FieldData, directory
 
 def cert_id(cert: x509.Certificate) -> str:
     """RFC 9773 §4.1: base64url(AKI keyIdentifier) "." base64url(serial DER content)."""
-    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier or b""
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier or b""
+    except (x509.ExtensionNotFound, ValueError):
+        aki = b""  # no AKI: no certificate id matches it
     serial = cert.serial_number
     serial_bytes = serial.to_bytes((serial.bit_length() + 8) // 8, "big")
     return jws.b64url_encode(aki) + "." + jws.b64url_encode(serial_bytes)
