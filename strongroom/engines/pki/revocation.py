@@ -41,12 +41,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from strongroom.durations import parse_duration
 from strongroom.engines.pki import store
-from strongroom.engines.pki.crl import RevokedEntry, build_crl
+from strongroom.engines.pki.crl import EncodedEntries, RevokedEntry, build_crl
 from strongroom.logical.errors import StrongroomError, UserError
 from strongroom.logical.request import Request, Response
 from strongroom.logical.storage import Storage, get_json, put_json
@@ -66,6 +67,7 @@ DIRTY_KEY = "crl/dirty"
 DELTA_DIRTY_KEY = "crl/delta-dirty"
 TICK_SECONDS = 60.0
 THREAD_THRESHOLD = 2000  # build bigger CRLs off the event loop
+PAGE = 4096  # revoked/ names read per page when rebuilding a complete CRL
 
 
 def now() -> float:
@@ -353,7 +355,12 @@ def _groups(issuers: list[store.IssuerEntry]) -> tuple[list[_Group], dict[str, i
 
 
 async def _sign_group(
-    storage: Storage, group: _Group, entries: list[RevokedEntry], config: CrlConfig, *, delta_base: int | None
+    storage: Storage,
+    group: _Group,
+    entries: list[RevokedEntry] | EncodedEntries,
+    config: CrlConfig,
+    *,
+    delta_base: int | None,
 ) -> None:
     signer = await store.load_signing_issuer(storage, group.signer)
     number = await _allocate_number(storage, group.members)
@@ -403,6 +410,43 @@ def _assign(
     return out
 
 
+async def _stored_entries(
+    storage: Storage, issuers: list[store.IssuerEntry], index: dict[str, int], default_id: str
+) -> dict[int, EncodedEntries]:
+    """Group index -> every ``revoked/`` record, encoded for the CRL as it is read.
+
+    :func:`_assign`'s rules (issuers never listed through ``revoked/``, unknown issuers
+    on the default issuer's CRL), but streaming: names come a page at a time and each
+    record is reduced to its ~40 DER bytes at once, so a million revocations never
+    exist as a million Python objects. The event loop gets a turn between pages.
+    """
+    issuer_serials = {e.serial_number for e in issuers}
+    fallback = index.get(default_id)
+    out: dict[int, EncodedEntries] = {}
+    after = ""
+    while True:
+        names = await storage.list_page(REVOKED_PREFIX, after, PAGE)
+        for name in names:
+            if name.endswith("/"):
+                continue
+            raw = await storage.get(REVOKED_PREFIX + name)
+            if raw is None:
+                continue  # tidied meanwhile
+            record = orjson.loads(raw)
+            serial = str(record.get("serial_number") or name)
+            slot = index.get(str(record.get("issuer_id", "")), fallback)
+            if slot is None or serial in issuer_serials:
+                continue
+            entries = out.get(slot)
+            if entries is None:
+                entries = out[slot] = EncodedEntries()
+            entries.add_stored(serial, int(record.get("revocation_time", 0)))
+        if len(names) < PAGE:
+            return out
+        after = names[-1]
+        await asyncio.sleep(0)
+
+
 def _lock(manager: RevocationManager | None) -> asyncio.Lock:
     return manager.rebuild_lock if manager is not None else asyncio.Lock()
 
@@ -431,14 +475,19 @@ async def _rebuild_locked(storage: Storage, force: bool) -> list[str]:
     issuers = await store.list_issuers(storage)
     groups, index = _groups(issuers)
     default_id = (await store.get_issuers_config(storage)).default
-    records = [] if config.disable else await list_revoked_records(storage)
-    assigned = _assign(records, issuers, index, default_id)
+    assigned = {} if config.disable else await _stored_entries(storage, issuers, index, default_id)
+    for slot, revoked_issuers in _assign([], issuers, index, default_id).items():
+        entries = assigned.get(slot)
+        if entries is None:
+            entries = assigned[slot] = EncodedEntries()
+        for entry in revoked_issuers:
+            entries.add(entry)
     warnings: list[str] = []
     for slot, group in enumerate(groups):
         if not group.signer:
             warnings.append(f"no issuer among {', '.join(group.members)} has the crl-signing usage; skipped")
             continue
-        await _sign_group(storage, group, assigned.get(slot, []), config, delta_base=None)
+        await _sign_group(storage, group, assigned.get(slot) or EncodedEntries(), config, delta_base=None)
     for name in wal:
         await storage.delete(WAL_PREFIX + name)
     await _clear_marker(storage, DIRTY_KEY, dirty)

@@ -398,3 +398,122 @@ async def test_an_owed_rebuild_survives_a_restart(pki: Pki, monkeypatch: pytest.
         await pki.h.core.submit_unseal_key(key)
     crl = await pki.crl()
     assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+
+
+# -- the entry encoder against cryptography's own builder -------------------------------------
+
+
+def _reference_crl(
+    issuer: x509.Certificate, key: Any, entries: list[crl_mod.RevokedEntry], **kw: Any
+) -> bytes:
+    """What cryptography's builder makes of the same CRL (one object per entry)."""
+    revoked = []
+    for entry in entries:
+        extensions = []
+        if entry.reason is not None and entry.reason not in (
+            x509.ReasonFlags.unspecified,
+            x509.ReasonFlags.remove_from_crl,
+        ):
+            extensions.append(x509.Extension(x509.CRLReason.oid, False, x509.CRLReason(entry.reason)))
+        revoked.append(
+            x509.RevokedCertificateBuilder(
+                serial_number=entry.serial, revocation_date=entry.revocation_time, extensions=extensions
+            ).build()
+        )
+    extensions = [
+        x509.Extension(
+            x509.AuthorityKeyIdentifier.oid,
+            False,
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()),  # type: ignore[arg-type]
+        ),
+        x509.Extension(x509.CRLNumber.oid, False, x509.CRLNumber(kw["crl_number"])),
+    ]
+    builder = x509.CertificateRevocationListBuilder(
+        issuer_name=issuer.subject,
+        last_update=kw["this_update"],
+        next_update=kw["next_update"],
+        extensions=extensions,
+        revoked_certificates=revoked,
+    )
+    return builder.sign(key, None).public_bytes(serialization.Encoding.DER)
+
+
+def test_encoded_entries_are_byte_for_byte_what_cryptography_writes() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()  # deterministic signatures: whole CRLs compare equal
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Ed CA")])
+    issuer = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW - dt.timedelta(hours=1))
+        .not_valid_after(NOW + dt.timedelta(days=1))
+        .sign(key, None)
+    )  # no SKI: the AKI comes from the key, as in the reference
+    when = dt.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=dt.UTC)
+    entries = [
+        crl_mod.RevokedEntry(0x7F, when),
+        crl_mod.RevokedEntry(0x80, when),  # high bit: a leading zero octet
+        crl_mod.RevokedEntry(0xFF, dt.datetime(1950, 1, 1, tzinfo=dt.UTC)),
+        crl_mod.RevokedEntry(2**159 - 1, dt.datetime(2049, 12, 31, 23, 59, 59, tzinfo=dt.UTC)),
+        crl_mod.RevokedEntry(2**158 + 12345, dt.datetime(2050, 1, 1, tzinfo=dt.UTC)),  # GeneralizedTime
+        crl_mod.RevokedEntry(77, dt.datetime(2031, 5, 6, 7, 8, 9)),  # naive: UTC
+        crl_mod.RevokedEntry(78, when.astimezone(dt.timezone(dt.timedelta(hours=-5)))),
+        *(crl_mod.RevokedEntry(1000 + i, when, reason) for i, reason in enumerate(x509.ReasonFlags)),
+        *(crl_mod.RevokedEntry(x509.random_serial_number(), NOW) for _ in range(300)),  # long lengths
+    ]
+    kw: dict[str, Any] = {
+        "crl_number": 9,
+        "this_update": NOW.replace(microsecond=0),
+        "next_update": NOW.replace(microsecond=0) + dt.timedelta(hours=72),
+    }
+    ours = crl_mod.build_crl(issuer_cert=issuer, issuer_key=key, entries=entries, **kw)
+    assert ours == _reference_crl(issuer, key, entries, **kw)
+    assert crl_mod.build_crl(issuer_cert=issuer, issuer_key=key, entries=[], **kw) == _reference_crl(
+        issuer, key, [], **kw
+    )
+
+
+@pytest.mark.parametrize("kind", ["ec", "rsa", "rsa-pss"])
+def test_encoded_entries_verify_with_every_key_type(kind: str) -> None:
+    key: Any = (
+        ec.generate_private_key(ec.SECP384R1()) if kind == "ec" else rsa.generate_private_key(65537, 2048)
+    )
+    issuer = make_cert("ca", key, ca=True)
+    entries = [
+        crl_mod.RevokedEntry(i, NOW) for i in (1, 2, 3, 2, 0, -5)
+    ]  # duplicates and non-positive dropped
+    der = crl_mod.build_crl(
+        issuer_cert=issuer,
+        issuer_key=key,
+        entries=entries,
+        crl_number=4,
+        this_update=NOW,
+        next_update=NOW + dt.timedelta(hours=1),
+        revocation_sig_alg="SHA384WithRSAPSS" if kind == "rsa-pss" else "",
+        freshest_crl_urls=["http://ca.test/delta"],
+    )
+    crl = x509.load_der_x509_crl(der)
+    assert crl.is_signature_valid(key.public_key())
+    assert [r.serial_number for r in crl] == [1, 2, 3]
+    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 4
+    assert crl.extensions.get_extension_for_class(x509.FreshestCRL)
+    if kind == "rsa-pss":
+        assert crl.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS
+
+
+def test_stored_serials_encode_like_their_numbers() -> None:
+    stored, numbers = crl_mod.EncodedEntries(), crl_mod.EncodedEntries()
+    moment = int(NOW.timestamp())
+    for serial in (1, 0x7F, 0x80, 0xFFFF, 2**159 - 1, x509.random_serial_number()):
+        stored.add_stored(store.serial_to_str(serial), moment)
+        numbers.add(crl_mod.RevokedEntry(serial, dt.datetime.fromtimestamp(moment, dt.UTC)))
+    stored.add_stored("00", moment)  # serial 0: never listed
+    stored.add_stored("00:00:2a", moment)  # leading zero octets do not change the number
+    numbers.add(crl_mod.RevokedEntry(42, dt.datetime.fromtimestamp(moment, dt.UTC)))
+    assert stored.der() == numbers.der() and len(stored) == 7
+    with pytest.raises(ValueError):
+        stored.add_stored("zz:01", moment)
