@@ -26,10 +26,26 @@ whatever it gets, so a handshake proves only that the client holds the leaf's pr
   path containing a certificate revoked by a CRL of that certificate's issuer does not
   match. CRLs are read from storage on every login, so a restart never opens a window
   in which revoked certificates log in (Vault's CVE-2022-41316).
-* **OCSP is not queried.** ``ocsp_*`` fields are stored and shown; an entry with
-  ``ocsp_enabled`` and without ``ocsp_fail_open`` then matches no login (fail closed: an
-  operator who asked for OCSP checks must not silently get none); with
-  ``ocsp_fail_open`` the login proceeds as Vault does when no responder answers.
+* **OCSP** (:mod:`strongroom.auth.cert_ocsp`): an entry with ``ocsp_enabled`` matches
+  only once the leaf's status is known. After every other constraint of the entry holds,
+  the leaf is checked with its issuer (the certificate above it in the verified path; for
+  a pinned leaf, the presented or trusted certificate that issued it) at
+  ``ocsp_servers_override``, else the leaf's AIA OCSP URLs. The response must be
+  successful, signed by the issuer, by a delegated responder certificate the issuer gave
+  the id-kp-OCSPSigning usage, or by a certificate of ``ocsp_ca_certificates`` (which
+  are also trusted for https to the responders), about this CertID, echo our nonce if it
+  echoes one, and be fresh (``this_update`` not in the future, not older than
+  ``ocsp_this_update_max_age`` when set, ``next_update`` not passed). ``good`` → the
+  entry matches; ``revoked`` → 403 ("permission denied", and the revoked serial) unless
+  another entry without OCSP accepts the certificate; no definitive answer (no URL,
+  responder down or timing out after ``ocsp_max_retries`` retries, HTTP error,
+  ``unknown``) → refused with 400 unless ``ocsp_fail_open`` (then the login proceeds and
+  a warning is logged); a forged or stale response → refused even with
+  ``ocsp_fail_open`` (Vault's split). ``ocsp_query_all_servers`` asks every URL: any
+  ``revoked`` wins, ``good`` needs them all. Definitive answers are cached per (issuer,
+  serial) until ``next_update`` (at most an hour; 60 s without one), bounded by
+  ``config.ocsp_cache_size``. A trust anchor presented as the leaf (self-signed) is not
+  checked, as in Vault. Renewals run the same checks (unless ``disable_binding``).
 * **Renewal binding** (CVE-2026-39388): the login stores the leaf's SHA-256 fingerprint
   (and, like Vault, its key ids) in the token's auth internal data, and the ``RENEW``
   handler of ``login`` refuses (403) a renewal presenting another certificate unless
@@ -49,12 +65,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from strongroom.auth.cert_ocsp import OcspChecker, OcspResult, OcspSettings, Outcome, serial_hex
 from strongroom.auth.common import TokenParams, check_cidrs, token_fields
 from strongroom.framework import Display, Field, FieldData, FieldType, FrameworkBackend, Path, PathOperation
 from strongroom.logical.backend import BackendConfig
@@ -76,6 +94,7 @@ MAX_CACHE_SIZE = 100_000
 MAX_CHAIN_DEPTH = 8  # certificates above the leaf a path may have
 MAX_CHAINS = 16  # paths kept per login; bounds the work a crafted chain can cause
 MAX_PRESENTED = 16  # intermediates looked at
+DEFAULT_OCSP_MAX_RETRIES = 4  # Vault's default
 
 NO_CERT = "client certificate must be supplied"
 NO_TRUST = "invalid certificate or no client certificate supplied"
@@ -93,7 +112,19 @@ _CERT_FIELDS: dict[str, Field] = {
     ),
     "ocsp_servers_override": Field(L, "A comma-separated list of OCSP server addresses."),
     "ocsp_fail_open": Field(B, "If true, a failed OCSP check lets the login proceed.", default=False),
-    "ocsp_query_all_servers": Field(B, "If true, query all OCSP servers.", default=False),
+    "ocsp_query_all_servers": Field(
+        B,
+        "If true, query all OCSP servers: any revoked answer refuses, and good needs every server.",
+        default=False,
+    ),
+    "ocsp_this_update_max_age": Field(
+        FieldType.DURATION,
+        "If greater than 0, the maximum age of an OCSP response's thisUpdate field.",
+        default=0,
+    ),
+    "ocsp_max_retries": Field(
+        FieldType.INT, "The number of retries the OCSP client should attempt per query.", default=4
+    ),
     "allowed_names": Field(
         L,
         "A comma-separated list of names. At least one must exist in either the Common Name or SANs. "
@@ -335,6 +366,8 @@ class CertEntry:
     ocsp_ca_certificates: str = ""
     ocsp_fail_open: bool = False
     ocsp_query_all_servers: bool = False
+    ocsp_this_update_max_age: int = 0
+    ocsp_max_retries: int = DEFAULT_OCSP_MAX_RETRIES
     token: TokenParams = field(default_factory=TokenParams)
 
     def get(self, key: str) -> list[str]:
@@ -350,6 +383,8 @@ class CertEntry:
             "ocsp_ca_certificates": self.ocsp_ca_certificates,
             "ocsp_fail_open": self.ocsp_fail_open,
             "ocsp_query_all_servers": self.ocsp_query_all_servers,
+            "ocsp_this_update_max_age": self.ocsp_this_update_max_age,
+            "ocsp_max_retries": self.ocsp_max_retries,
             "token": self.token.to_json(),
         }
 
@@ -366,6 +401,8 @@ class CertEntry:
             ocsp_ca_certificates=str(raw.get("ocsp_ca_certificates", "")),
             ocsp_fail_open=bool(raw.get("ocsp_fail_open", False)),
             ocsp_query_all_servers=bool(raw.get("ocsp_query_all_servers", False)),
+            ocsp_this_update_max_age=int(raw.get("ocsp_this_update_max_age", 0) or 0),
+            ocsp_max_retries=int(raw.get("ocsp_max_retries", DEFAULT_OCSP_MAX_RETRIES)),
             token=TokenParams.from_json(raw.get("token")),
         )
 
@@ -377,6 +414,8 @@ class CertEntry:
             "ocsp_ca_certificates": self.ocsp_ca_certificates,
             "ocsp_fail_open": self.ocsp_fail_open,
             "ocsp_query_all_servers": self.ocsp_query_all_servers,
+            "ocsp_this_update_max_age": self.ocsp_this_update_max_age,
+            "ocsp_max_retries": self.ocsp_max_retries,
         }
         for key in _LIST_FIELDS:
             data[key] = self.get(key)
@@ -400,6 +439,97 @@ def _crl_issuer_key(name: x509.Name) -> str:
     return name.rfc4514_string()
 
 
+def _http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return False
+
+
+def _pinned_issuer(
+    leaf: x509.Certificate, candidates: list[x509.Certificate], now: datetime
+) -> tuple[bool, x509.Certificate | None]:
+    """(whether OCSP applies, the issuer to ask about) for a trusted leaf presented as itself.
+
+    A self-signed leaf has nobody to ask (Vault checks nothing for a path of one); otherwise
+    its issuer is looked for among the entry's other certificates, the presented ones and the
+    trusted CAs — not finding it leaves the status unknown.
+    """
+    if leaf.issuer == leaf.subject:
+        try:
+            leaf.verify_directly_issued_by(leaf)
+            return False, None
+        except (ValueError, TypeError, InvalidSignature):
+            pass
+    for cert in candidates:
+        if not _same(cert, leaf) and _issued_by(leaf, cert, now):
+            return True, cert
+    return True, None
+
+
+class _OcspRound:
+    """OCSP verdicts of one login: memoized per (issuer, settings); refusals kept for the error."""
+
+    def __init__(self, backend: CertBackend, leaf: x509.Certificate, now: datetime) -> None:
+        self.backend, self.leaf, self.now = backend, leaf, now
+        self.memo: dict[tuple[str, OcspSettings], OcspResult] = {}
+        self.revoked = False
+        self.errors: list[str] = []
+
+    async def passes(
+        self, entry: CertEntry, issuer: x509.Certificate | None, *, applies: bool = True
+    ) -> bool:
+        if not entry.ocsp_enabled or not applies:
+            return True
+        settings = self.backend._ocsp_settings(entry)
+        if issuer is None:
+            result = OcspResult(
+                Outcome.UNAVAILABLE,
+                f"the issuer of cert with serial number {serial_hex(self.leaf)} is not known, "
+                "so its OCSP status cannot be checked",
+            )
+        else:
+            key = (hashlib.sha256(_der(issuer)).hexdigest(), settings)
+            found = self.memo.get(key)
+            if found is None:
+                found = await self.backend.ocsp.check(self.leaf, issuer, settings, self.now)
+                self.memo[key] = found
+            result = found
+        return self._judge(entry, settings, result)
+
+    def _judge(self, entry: CertEntry, settings: OcspSettings, result: OcspResult) -> bool:
+        if result.outcome is Outcome.GOOD:
+            return True
+        serial = serial_hex(self.leaf)
+        if result.outcome is Outcome.REVOKED:
+            log.info("cert entry %s: OCSP says the certificate with serial %s is revoked", entry.name, serial)
+            self.revoked = True
+            return False
+        if result.outcome is Outcome.UNAVAILABLE and settings.fail_open:
+            log.warning(
+                "cert entry %s: could not validate the OCSP status of the certificate with serial %s (%s), "
+                "but continuing as ocsp_fail_open is set",
+                entry.name,
+                serial,
+                result.detail,
+            )
+            return True
+        if result.detail not in self.errors:
+            self.errors.append(result.detail)
+        return False
+
+    def refuse(self, base: str) -> None:
+        """Raise the OCSP refusal, if OCSP refused any entry that otherwise matched."""
+        if self.revoked:
+            raise PermissionDenied(
+                "permission denied",
+                f"certificate with serial number {serial_hex(self.leaf)} has been revoked",
+            )
+        if self.errors:
+            raise UserError(f"{base}; additionally got errors during verification: {'; '.join(self.errors)}")
+
+
 # -- the backend -------------------------------------------------------------------------------
 
 
@@ -420,6 +550,7 @@ class CertBackend(FrameworkBackend):
         self.core = core
         self.now: Callable[[], datetime] = lambda: datetime.now(UTC)  # replaceable in tests
         self._parsed: dict[str, list[x509.Certificate]] = {}
+        self.ocsp = OcspChecker()  # per process: response cache, shared by every entry of the mount
         super().__init__(config)
 
     def build_paths(self) -> list[Path]:
@@ -506,14 +637,29 @@ class CertBackend(FrameworkBackend):
 
     def _certs_of(self, entry: CertEntry) -> list[x509.Certificate]:
         """Parsed certificates of an entry, cached by the PEM's digest (parsing on every login is waste)."""
-        key = hashlib.sha256(entry.certificate.encode()).hexdigest()
+        return self._parse_cached(entry.certificate)
+
+    def _parse_cached(self, pem: str) -> list[x509.Certificate]:
+        key = hashlib.sha256(pem.encode()).hexdigest()
         found = self._parsed.get(key)
         if found is None:
-            found = parse_pem_certs(entry.certificate)
+            found = parse_pem_certs(pem)
             if len(self._parsed) > 1024:
                 self._parsed.clear()
             self._parsed[key] = found
         return found
+
+    def _ocsp_settings(self, entry: CertEntry) -> OcspSettings:
+        pem = entry.ocsp_ca_certificates.strip()
+        return OcspSettings(
+            servers_override=tuple(entry.get("ocsp_servers_override")),
+            ca_certificates=tuple(self._parse_cached(pem)) if pem else (),
+            ca_pem_digest=hashlib.sha256(pem.encode()).hexdigest() if pem else "",
+            fail_open=entry.ocsp_fail_open,
+            query_all_servers=entry.ocsp_query_all_servers,
+            this_update_max_age=entry.ocsp_this_update_max_age,
+            max_retries=entry.ocsp_max_retries,
+        )
 
     # -- certs/ --------------------------------------------------------------------------------
 
@@ -539,6 +685,15 @@ class CertBackend(FrameworkBackend):
                     setattr(entry, key, bool(d.get(key)))
             if d.sent("ocsp_ca_certificates"):
                 entry.ocsp_ca_certificates = str(d.get("ocsp_ca_certificates"))
+                if entry.ocsp_ca_certificates.strip() and not parse_pem_certs(entry.ocsp_ca_certificates):
+                    raise UserError("failed to parse ocsp_ca_certificates")
+            if d.sent("ocsp_this_update_max_age"):
+                entry.ocsp_this_update_max_age = int(d.get("ocsp_this_update_max_age"))
+            if d.sent("ocsp_max_retries"):
+                retries = int(d.get("ocsp_max_retries"))
+                if retries < 0:
+                    raise UserError("ocsp_max_retries can not be a negative number")
+                entry.ocsp_max_retries = retries
             if d.sent("display_name"):
                 entry.display_name = str(d.get("display_name"))
             for key in _LIST_FIELDS:
@@ -561,6 +716,9 @@ class CertBackend(FrameworkBackend):
             for key in entry.get("required_extensions"):
                 if len(key.split(":", 1)) != 2:
                     raise UserError(f'required_extensions entry {key[:80]!r} is not of the form "oid:value"')
+            for url in entry.get("ocsp_servers_override"):
+                if not _http_url(url):
+                    raise UserError(f"ocsp_servers_override entry {url[:80]!r} is not an http or https URL")
             await put_json(txn, CERT_PREFIX + name, entry.to_json())
         return None
 
@@ -663,6 +821,8 @@ class CertBackend(FrameworkBackend):
         now = self.now()
         cas, leaves = await self._trusted(name.lower())
         revoked = await self._revoked()
+        anchors = [c for t in cas for c in t.certs]
+        ocsp = _OcspRound(self, leaf, now)
 
         impostor = False
         for trusted in leaves:
@@ -673,21 +833,31 @@ class CertBackend(FrameworkBackend):
                     and _allows_client_auth(leaf)
                     and self._matches(leaf, [leaf], trusted, revoked)
                 ):
-                    return _Verified(trusted.entry, leaf)
+                    applies, issuer = (
+                        _pinned_issuer(leaf, [*trusted.certs[1:], *intermediates, *anchors], now)
+                        if trusted.entry.ocsp_enabled
+                        else (False, None)
+                    )
+                    if await ocsp.passes(trusted.entry, issuer, applies=applies):
+                        return _Verified(trusted.entry, leaf)
             elif tcert.serial_number == leaf.serial_number and tcert.subject == leaf.subject:
                 impostor = True  # CVE-2024-2048 / CVE-2025-6037: same serial and subject, not the same cert
 
-        anchors = [c for t in cas for c in t.certs]
         chains = build_chains(leaf, intermediates, anchors, now) if anchors else []
         if not chains:
             if impostor:
                 raise PermissionDenied()
+            ocsp.refuse(NO_TRUST)
             raise UserError(NO_TRUST)
         for trusted in cas:
             for tcert in trusted.certs:
                 for chain in chains:
                     if any(_same(tcert, c) for c in chain) and self._matches(leaf, chain, trusted, revoked):
-                        return _Verified(trusted.entry, leaf)
+                        # a path of one is an anchor presented as the leaf: nothing above it to ask
+                        issuer = chain[1] if len(chain) > 1 else None
+                        if await ocsp.passes(trusted.entry, issuer, applies=issuer is not None):
+                            return _Verified(trusted.entry, leaf)
+        ocsp.refuse(NO_MATCH)
         raise UserError(NO_MATCH)
 
     @staticmethod
@@ -724,13 +894,11 @@ class CertBackend(FrameworkBackend):
                 parts = item.split(":", 1)
                 if len(parts) != 2 or parts[0] not in present or not glob_match(parts[1], present[parts[0]]):
                     return False
-        if entry.ocsp_enabled and not entry.ocsp_fail_open:
-            log.warning("cert entry %s has ocsp_enabled, which is not supported: login refused", entry.name)
-            return False
         return True
 
     async def _login(self, req: Request, d: FieldData) -> Response | None:
         config = await self._load_config()
+        self.ocsp.resize(config["ocsp_cache_size"])
         found = await self.verify(req.connection.client_cert_chain, str(d.get("name") or ""))
         entry, leaf = found.entry, found.leaf
         if not check_cidrs(req.connection.remote_addr, entry.token.bound_cidrs):
@@ -770,6 +938,7 @@ class CertBackend(FrameworkBackend):
             raise UserError("request auth was nil")
         cert_name = str(req.auth.metadata.get("cert_name", ""))
         config = await self._load_config()
+        self.ocsp.resize(config["ocsp_cache_size"])
         if not config["disable_binding"]:
             found = await self.verify(req.connection.client_cert_chain, cert_name)
             presented = hashlib.sha256(_der(found.leaf)).hexdigest()
