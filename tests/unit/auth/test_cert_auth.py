@@ -359,7 +359,8 @@ async def test_bound_cidrs(env: Env) -> None:
     assert (await env.login([make_cert("c", issuer=env.ca)])).status_code == 403
 
 
-async def test_ocsp_enabled_fails_closed_unless_fail_open(env: Env) -> None:
+async def test_ocsp_without_responder_url_fails_closed_unless_fail_open(env: Env) -> None:
+    """No override and no AIA OCSP URL: the status is unknown (more in test_cert_ocsp.py)."""
     await env.trust("web", env.ca, ocsp_enabled=True)
     leaf = make_cert("c", issuer=env.ca)
     assert (await env.login([leaf])).status_code == 400
