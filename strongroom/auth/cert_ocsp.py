@@ -20,8 +20,10 @@ What a response must be to count (anything else is never taken as an answer):
   with :data:`CLOCK_SKEW` of tolerance), ``this_update`` no older than the entry's
   ``ocsp_this_update_max_age`` when that is set.
 
-Outcomes, and what the login makes of them (the three failure kinds follow Vault's
-``sdk/helper/ocsp``, where only an unreachable responder is excused by fail-open):
+Outcomes, and what the login makes of them. As in Vault's ``sdk/helper/ocsp``,
+``ocsp_fail_open`` never excuses a forged or stale response; unlike Vault, which excuses
+only network errors and ``unknown``, an HTTP error or an unparsable or unsuccessful
+response counts as "no answer" too (the docs' "cannot be fetched"):
 
 * ``GOOD`` / ``REVOKED``: definitive. Without ``ocsp_query_all_servers`` the first
   definitive answer wins (servers are asked in order); with it every server is asked
@@ -29,8 +31,9 @@ Outcomes, and what the login makes of them (the three failure kinds follow Vault
 * ``UNAVAILABLE``: no definitive answer — no responder URL, network error or timeout
   (after ``ocsp_max_retries`` retries), an HTTP error, an unparsable or unsuccessful
   response, status ``unknown``. ``ocsp_fail_open`` lets the login proceed.
-* ``STALE``: the only answers were outside their validity window. Refused even with
-  ``ocsp_fail_open``: an operator bounding response age asked for fresh answers.
+* ``STALE``: no definitive answer counted, and a response was outside its validity
+  window. Refused even with ``ocsp_fail_open``: an operator bounding response age asked
+  for fresh answers.
 * ``FORGED``: a response failed authentication (signature, responder authorization,
   CertID, nonce). Refused always, and it stops the round: a responder path that
   serves forgeries is not outvoted by another server's ``good``.
@@ -44,7 +47,7 @@ certificate share a single round of requests.
 Transport: POST ``application/ocsp-request`` with httpx, :data:`TIMEOUT_SECONDS` per
 attempt, retries (network errors, 5xx, 429) with a short backoff, redirects followed
 by hand to http(s) URLs only (at most :data:`MAX_REDIRECTS`), https verified against
-the system roots plus ``ocsp_ca_certificates``. Responder URLs are operator
+the system roots (and certifi's) plus ``ocsp_ca_certificates``. Responder URLs are operator
 configuration or signed into the certificate by a trusted CA, so no SSRF policy applies
 beyond the timeouts and the response size cap. Logged URLs lose userinfo and query.
 """
@@ -405,7 +408,6 @@ class OcspChecker:
         self._cache: OrderedDict[tuple[str, int, str], _Cached] = OrderedDict()
         self._inflight: dict[tuple[Any, ...], asyncio.Future[list[OcspResult]]] = {}
         self._ssl: OrderedDict[str, ssl.SSLContext] = OrderedDict()
-        self.requests_sent = 0  # for tests and debugging
 
     def resize(self, size: int) -> None:
         self.cache_size = max(2, size)
