@@ -43,6 +43,10 @@ __all__ = [
     "SignatureChoice",
     "build_crl",
     "crl_to_pem",
+    "der_element",
+    "der_length",
+    "der_time",
+    "der_tlv",
     "signature_choice",
 ]
 
@@ -138,23 +142,25 @@ _REASON_CODES = {
 }
 
 
-def _der_length(size: int) -> bytes:
+def der_length(size: int) -> bytes:
+    """A DER length octet string."""
     if size < 0x80:
         return bytes((size,))
     raw = size.to_bytes((size.bit_length() + 7) // 8, "big")
     return bytes((0x80 | len(raw),)) + raw
 
 
-def _tlv(tag: int, body: bytes | bytearray) -> bytes:
-    return bytes((tag,)) + _der_length(len(body)) + body
+def der_tlv(tag: int, body: bytes | bytearray) -> bytes:
+    """One DER element: tag, length, contents."""
+    return bytes((tag,)) + der_length(len(body)) + body
 
 
-def _time_der(timestamp: int) -> bytes:
+def der_time(timestamp: int) -> bytes:
     """UTCTime for 1950-2049, GeneralizedTime otherwise (RFC 5280 §4.1.2.5); whole seconds."""
     t = time.gmtime(timestamp)
     year = t.tm_year
     if year < 1950:
-        raise ValueError("The revocation date must be on or after 1950 January 1.")
+        raise ValueError("dates must be on or after 1950 January 1")
     if year < 2050:
         text = b"%02d%02d%02d%02d%02d%02dZ" % (year % 100, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
         return b"\x17\x0d" + text
@@ -172,9 +178,9 @@ def _reason_extensions(reason: x509.ReasonFlags | None) -> bytes:
     code = _REASON_CODES.get(reason) if reason is not None else None
     if code is None:
         return b""
-    value = _tlv(0x04, b"\x0a\x01" + bytes((code,)))  # extnValue OCTET STRING { ENUMERATED }
-    extension = _tlv(0x30, b"\x06\x03\x55\x1d\x15" + value)  # id-ce-cRLReasons, not critical
-    return _tlv(0x30, extension)
+    value = der_tlv(0x04, b"\x0a\x01" + bytes((code,)))  # extnValue OCTET STRING { ENUMERATED }
+    extension = der_tlv(0x30, b"\x06\x03\x55\x1d\x15" + value)  # id-ce-cRLReasons, not critical
+    return der_tlv(0x30, extension)
 
 
 class EncodedEntries:
@@ -202,14 +208,14 @@ class EncodedEntries:
         if encoded is None:
             if len(self._times) >= 4096:
                 self._times.clear()
-            encoded = self._times[timestamp] = _time_der(timestamp)
+            encoded = self._times[timestamp] = der_time(timestamp)
         return encoded
 
     def _append(self, magnitude: bytes, timestamp: int, extensions: bytes = b"") -> None:
         if magnitude[0] & 0x80:
             magnitude = b"\x00" + magnitude  # INTEGER is signed: keep the serial positive
-        body = b"\x02" + _der_length(len(magnitude)) + magnitude + self._time(timestamp) + extensions
-        self._buffer += b"\x30" + _der_length(len(body)) + body
+        body = b"\x02" + der_length(len(magnitude)) + magnitude + self._time(timestamp) + extensions
+        self._buffer += b"\x30" + der_length(len(body)) + body
         self._count += 1
 
     def add(self, entry: RevokedEntry) -> None:
@@ -228,7 +234,7 @@ class EncodedEntries:
 
     def der(self) -> bytes:
         """The ``revokedCertificates`` SEQUENCE (empty bytes when there is no entry)."""
-        return _tlv(0x30, self._buffer) if self._count else b""
+        return der_tlv(0x30, self._buffer) if self._count else b""
 
 
 def _encoded(entries: Iterable[RevokedEntry] | EncodedEntries) -> EncodedEntries:
@@ -240,7 +246,7 @@ def _encoded(entries: Iterable[RevokedEntry] | EncodedEntries) -> EncodedEntries
     return out
 
 
-def _read_tlv(data: bytes, at: int) -> tuple[int, int]:
+def der_element(data: bytes, at: int) -> tuple[int, int]:
     """(start of content, end) of the DER element at ``at``."""
     first = data[at + 1]
     if first < 0x80:
@@ -264,17 +270,17 @@ def _with_entries(
     one cryptography wrote for the same key and choice.
     """
     tbs = empty.tbs_certlist_bytes
-    content, end = _read_tlv(tbs, 0)
+    content, end = der_element(tbs, 0)
     at = content
     for _ in range(5):  # version, signature, issuer, thisUpdate, nextUpdate
-        at = _read_tlv(tbs, at)[1]
+        at = der_element(tbs, at)[1]
     if at < end and tbs[at] == 0x30:
         raise ValueError("the CRL to extend already has entries")
-    new_tbs = _tlv(0x30, tbs[content:at] + entries + tbs[at:end])
+    new_tbs = der_tlv(0x30, tbs[content:at] + entries + tbs[at:end])
     der = empty.public_bytes(serialization.Encoding.DER)
-    outer, _ = _read_tlv(der, 0)
-    algorithm_at = _read_tlv(der, outer)[1]
-    algorithm = der[algorithm_at : _read_tlv(der, algorithm_at)[1]]
+    outer, _ = der_element(der, 0)
+    algorithm_at = der_element(der, outer)[1]
+    algorithm = der[algorithm_at : der_element(der, algorithm_at)[1]]
     if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
         signature = key.sign(new_tbs)
     elif isinstance(key, ec.EllipticCurvePrivateKey):
@@ -285,7 +291,7 @@ def _with_entries(
         signature = key.sign(new_tbs, choice.rsa_padding or padding.PKCS1v15(), choice.algorithm)
     else:  # pragma: no cover - CRL issuers are RSA, EC or EdDSA
         raise TypeError("unsupported CRL signing key")
-    return _tlv(0x30, new_tbs + algorithm + _tlv(0x03, b"\x00" + signature))
+    return der_tlv(0x30, new_tbs + algorithm + der_tlv(0x03, b"\x00" + signature))
 
 
 def build_crl(

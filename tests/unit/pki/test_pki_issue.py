@@ -1135,3 +1135,176 @@ async def test_signing_with_an_any_role_leaves_the_cached_role_alone(pki: Harnes
     assert status == 200, body
     cert = leaf(body["data"])
     assert cert.signature_algorithm_oid == SignatureAlgorithmOID.ECDSA_WITH_SHA256
+
+
+# -- the certificate encoding against cryptography's builder ---------------------------------
+
+
+def _rebuilt(cert: x509.Certificate, key: Any, **sign: Any) -> x509.Certificate:
+    """The same certificate's content through CertificateBuilder, signed with ``key``."""
+    builder = x509.CertificateBuilder(
+        issuer_name=cert.issuer,
+        subject_name=cert.subject,
+        public_key=cert.public_key(),  # type: ignore[arg-type]
+        serial_number=cert.serial_number,
+        not_valid_before=cert.not_valid_before_utc,
+        not_valid_after=cert.not_valid_after_utc,
+        extensions=list(cert.extensions),
+    )
+    return builder.sign(key, sign.pop("algorithm", None), **sign)
+
+
+RICH_ROLE = RoleEntry(
+    allow_any_name=True,
+    enforce_hostnames=False,
+    allow_ip_sans=True,
+    allowed_uri_sans=["*"],
+    allowed_other_sans=["*"],
+    allowed_user_ids=["*"],
+    allowed_serial_numbers=["*"],
+    basic_constraints_valid_for_non_ca=True,
+    key_usage=["DigitalSignature", "CertSign", "KeyAgreement", "EncipherOnly"],
+    ext_key_usage=["TimeStamping", "OCSPSigning"],
+    ext_key_usage_oids=["1.3.6.1.4.1.311.20.2.2", "1.2.3.4.5.6.7.8.9.10.123456789"],
+    policy_identifiers=[
+        '{"oid":"1.3.6.1.4.1.44947.1.2.4","cps":"https://x.test/cps","notice":"hi"}',
+        "2.5.29.32.0",
+    ],
+    country=["USA"],
+    organization=["Ünïcode Org"],
+    ou=["a", "b"],
+)
+RICH_NAMES: dict[str, Any] = {
+    "common_name": "svc.example.test",
+    "alt_names": ["b.example.test", "m@example.test"],
+    "ip_sans": ["10.0.0.1", "2001:db8::1"],
+    "uri_sans": ["spiffe://td/ns/x"],
+    "other_sans": ["1.3.6.1.4.1.311.20.2.3;UTF8:user@example.test"],
+    "serial_number": "SN-1",
+    "user_ids": ["u1"],
+}
+FULL_AIA = AIAUrls(
+    issuing_certificates=["http://ca.test/ca", "http://ca2.test/ca"],
+    crl_distribution_points=["http://ca.test/crl"],
+    ocsp_servers=["http://ca.test/ocsp"],
+)
+
+
+@pytest.mark.parametrize(
+    "serial", [1, 0x7F, 0x80, 0xFFFF, 2**159 - 1, 2**158 + 0x1234, 0x00FF00FF00FF00FF00FF]
+)
+def test_leaves_are_byte_for_byte_what_cryptography_builds(
+    serial: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from strongroom.engines.pki import issuing
+
+    monkeypatch.setattr(issuing, "random_serial", lambda: serial)
+    issuer = make_ca(ed25519.Ed25519PrivateKey.generate(), aia=FULL_AIA)  # deterministic signatures
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the 3-letter country
+        for role, names in (
+            (RICH_ROLE, RICH_NAMES),
+            (RoleEntry(allow_any_name=True), {"common_name": "plain.test"}),
+            (
+                RoleEntry(allow_any_name=True, require_cn=False, allowed_uri_sans=["*"]),
+                {"uri_sans": ["urn:x"]},
+            ),
+        ):
+            for leaf_key in (
+                ec.generate_private_key(ec.SECP384R1()),
+                rsa.generate_private_key(public_exponent=65537, key_size=2048),
+                ed25519.Ed25519PrivateKey.generate(),
+            ):
+                resolved = resolve_names(role, NameRequest(**names))
+                validity = compute_validity(role, 3600, "", issuer, 3600, 86400, NOW)
+                cert = build_certificate(role, resolved, leaf_key.public_key(), issuer, validity)
+                assert cert.serial_number == serial
+                assert cert.public_bytes(serialization.Encoding.DER) == _rebuilt(
+                    cert, issuer.private_key
+                ).public_bytes(serialization.Encoding.DER)
+                cert.verify_directly_issued_by(issuer.certificate)
+
+
+def test_validity_past_2049_is_generalized_time_as_cryptography_writes_it() -> None:
+    issuer = make_ca(ed25519.Ed25519PrivateKey.generate(), days=365 * 40, behavior="permit")
+    role = RoleEntry(allow_any_name=True)
+    validity = compute_validity(role, 0, "2061-03-04T05:06:07Z", issuer, 3600, 86400 * 365 * 50, NOW)
+    resolved = resolve_names(role, NameRequest(common_name="long.test"))
+    cert = build_certificate(
+        role, resolved, ec.generate_private_key(ec.SECP256R1()).public_key(), issuer, validity
+    )
+    assert cert.not_valid_after_utc == dt.datetime(2061, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
+    assert cert.public_bytes(serialization.Encoding.DER) == _rebuilt(cert, issuer.private_key).public_bytes(
+        serialization.Encoding.DER
+    )
+
+
+@pytest.mark.parametrize("kind", ["ec256", "ec384", "ec521", "rsa", "rsa-pss", "rsa-512"])
+def test_leaves_of_every_issuer_key_verify_and_match_the_builders_tbs(kind: str) -> None:
+    keys: dict[str, Any] = {
+        "ec256": lambda: ec.generate_private_key(ec.SECP256R1()),
+        "ec384": lambda: ec.generate_private_key(ec.SECP384R1()),
+        "ec521": lambda: ec.generate_private_key(ec.SECP521R1()),
+    }
+    key = keys.get(kind, lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048))()
+    issuer = make_ca(key, aia=FULL_AIA)
+    role = RoleEntry(
+        allow_any_name=True, use_pss=kind == "rsa-pss", signature_bits=512 if kind == "rsa-512" else 0
+    )
+    resolved = resolve_names(role, NameRequest(common_name="k.test"))
+    validity = compute_validity(role, 3600, "", issuer, 3600, 86400, NOW)
+    cert = build_certificate(
+        role, resolved, ec.generate_private_key(ec.SECP256R1()).public_key(), issuer, validity
+    )
+    cert.verify_directly_issued_by(issuer.certificate)
+    if kind == "rsa-pss":
+        assert isinstance(cert.signature_algorithm_parameters, padding.PSS)
+        sign: dict[str, Any] = {
+            "algorithm": cert.signature_hash_algorithm,
+            "rsa_padding": cert.signature_algorithm_parameters,
+        }
+    else:
+        sign = {"algorithm": cert.signature_hash_algorithm}
+    reference = _rebuilt(cert, key, **sign)
+    assert cert.tbs_certificate_bytes == reference.tbs_certificate_bytes
+    assert cert.signature_algorithm_oid == reference.signature_algorithm_oid
+    if kind == "rsa-512":
+        assert cert.signature_hash_algorithm.name == "sha512"  # type: ignore[union-attr]
+
+
+def test_sign_verbatim_copies_are_encoded_as_the_builder_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    from strongroom.engines.pki.paths_issue import verbatim_role
+
+    issuer = make_ca(ed25519.Ed25519PrivateKey.generate())
+    csr_key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "v.test")]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("v.test")]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=True)
+        .add_extension(x509.OCSPNoCheck(), critical=False)
+        .add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x04\x02hi"),
+            critical=False,
+        )
+        .sign(csr_key, hashes.SHA256())
+    )
+    shim = {
+        "key_usage": ["DigitalSignature"],
+        "ext_key_usage": [],
+        "ext_key_usage_oids": [],
+        "signature_bits": 0,
+        "use_pss": False,
+    }
+    role = verbatim_role(shim, None)  # type: ignore[arg-type]
+    resolved = resolve_names(role, NameRequest(), None)
+    validity = compute_validity(role, 3600, "", issuer, 3600, 86400, NOW)
+    cert = build_certificate(role, resolved, csr_key.public_key(), issuer, validity, verbatim_csr=csr)
+    assert ext(cert, x509.ExtendedKeyUsage).critical
+    assert (
+        cert.extensions.get_extension_for_oid(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1")).value.value
+        == b"\x04\x02hi"
+    )
+    assert cert.public_bytes(serialization.Encoding.DER) == _rebuilt(cert, issuer.private_key).public_bytes(
+        serialization.Encoding.DER
+    )
