@@ -22,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import calendar
 import datetime as dt
 import functools
 import hashlib
+import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -187,7 +187,7 @@ def compute_validity(
     end = parse_rfc3339(fixed) if fixed else now + dt.timedelta(seconds=ttl)
     end = end.replace(microsecond=0)
 
-    ca_end = issuer.certificate.not_valid_after_utc
+    ca_start, ca_end = _issuer_validity(issuer)
     if end > ca_end:
         behavior = issuer.leaf_not_after_behavior
         if behavior == "permit":
@@ -202,9 +202,18 @@ def compute_validity(
     start = now - dt.timedelta(seconds=role.not_before_duration)
     if end < start:
         raise UserError("notAfter before notBefore")
-    if start < issuer.certificate.not_valid_before_utc:
+    if start < ca_start:
         raise UserError("notBefore before signer's notBefore")
     return Validity(start, end, warnings)
+
+
+def _issuer_validity(issuer: SigningIssuer) -> tuple[dt.datetime, dt.datetime]:
+    """The issuer certificate's (NotBefore, NotAfter), read once per cached issuer."""
+    cached = issuer.derived.get("validity")
+    if cached is None:
+        cert = issuer.certificate
+        cached = issuer.derived["validity"] = (cert.not_valid_before_utc, cert.not_valid_after_utc)
+    return cached
 
 
 # -- CSRs -----------------------------------------------------------------------------------
@@ -294,10 +303,10 @@ def _check_csr_key(role: RoleEntry, public_key: Any) -> RoleEntry:
 
 
 def csr_basic_constraints(csr: x509.CertificateSigningRequest) -> x509.BasicConstraints | None:
-    try:
-        return csr.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        return None
+    for ext in csr.extensions:  # a scan, not get_extension_for_class: no exception when absent
+        if ext.oid == ExtensionOID.BASIC_CONSTRAINTS:
+            return ext.value  # type: ignore[no-any-return]
+    return None
 
 
 # -- building -------------------------------------------------------------------------------
@@ -641,7 +650,14 @@ def _der_integer(value: int) -> bytes:
 
 def _der_validity(moment: dt.datetime) -> bytes:
     """A validity time (naive means UTC), whole seconds, as the builder's setters take it."""
-    return der_time(calendar.timegm(moment.utctimetuple()))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return _der_time_cached(math.floor(moment.timestamp()))
+
+
+@functools.lru_cache(maxsize=64)
+def _der_time_cached(timestamp: int) -> bytes:
+    return der_time(timestamp)  # leaves made in the same second share their validity
 
 
 def _key_identifier(spki: bytes) -> bytes:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 from strongroom.engines.pki.roles import RoleEntry
 from strongroom.logical.errors import UserError
@@ -369,14 +369,26 @@ class CsrNames:
     @classmethod
     def from_csr(cls, csr: x509.CertificateSigningRequest) -> CsrNames:
         out = cls()
-        cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        out.common_name = str(cns[0].value) if cns else ""
-        serials = csr.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
-        out.serial_number = str(serials[0].value) if serials else ""
-        out.user_ids = [str(a.value) for a in csr.subject.get_attributes_for_oid(NameOID.USER_ID)]
-        try:
-            san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        except x509.ExtensionNotFound:
+        # one pass over the subject and the extensions: each ``csr.subject`` access builds
+        # a new Name, and a missing extension costs an exception in get_extension_for_class
+        serials: list[str] = []
+        cns: list[str] = []
+        for attr in csr.subject:
+            oid = attr.oid
+            if oid == NameOID.COMMON_NAME:
+                cns.append(str(attr.value))
+            elif oid == NameOID.SERIAL_NUMBER:
+                serials.append(str(attr.value))
+            elif oid == NameOID.USER_ID:
+                out.user_ids.append(str(attr.value))
+        out.common_name = cns[0] if cns else ""
+        out.serial_number = serials[0] if serials else ""
+        san: x509.SubjectAlternativeName | None = None
+        for ext in csr.extensions:
+            if ext.oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
+                san = ext.value
+                break
+        if san is None:
             return out
         for name in san:
             if isinstance(name, x509.DNSName):

@@ -1308,3 +1308,29 @@ def test_sign_verbatim_copies_are_encoded_as_the_builder_would(monkeypatch: pyte
     assert cert.public_bytes(serialization.Encoding.DER) == _rebuilt(cert, issuer.private_key).public_bytes(
         serialization.Encoding.DER
     )
+
+
+def test_csr_names_and_basic_constraints_from_one_pass() -> None:
+    from strongroom.engines.pki.issuing import csr_basic_constraints
+    from strongroom.engines.pki.names import CsrNames
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "first.test"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "second.test"),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, "SN-9"),
+            x509.NameAttribute(NameOID.USER_ID, "u1"),
+            x509.NameAttribute(NameOID.USER_ID, "u2"),
+        ]
+    )
+    bare = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    names = CsrNames.from_csr(bare)
+    assert (names.common_name, names.serial_number, names.user_ids) == ("first.test", "SN-9", ["u1", "u2"])
+    assert names.dns_names == [] and csr_basic_constraints(bare) is None
+    with_ext = parse_csr(make_csr(key, cn=None, dns=("a.test", "b.test"), ips=("10.1.2.3",), ca=False))
+    names = CsrNames.from_csr(with_ext)
+    assert names.common_name == "" and names.dns_names == ["a.test", "b.test"]
+    assert [str(ip) for ip in names.ips] == ["10.1.2.3"]
+    constraints = csr_basic_constraints(with_ext)
+    assert constraints is not None and constraints.ca is False
