@@ -21,6 +21,7 @@ never through ``allow_bare_domains`` (CVE-2022-25243).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -83,6 +84,7 @@ def go_glob(pattern: str, subject: str) -> bool:
     return trailing or subject.endswith(parts[end])
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and a request checks the same name several times
 def to_ascii(name: str) -> str:
     """Go ``idna.New(StrictDomainName(true), VerifyDNSLength(true)).ToASCII``.
 

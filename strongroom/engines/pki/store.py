@@ -30,6 +30,7 @@ import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import orjson
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -759,7 +760,8 @@ async def store_certificate(storage: Storage, cert: x509.Certificate, issuer_id:
         "not_after": int(cert.not_valid_after_utc.timestamp()),
         "common_name": str(cn[0].value) if cn else "",
     }
-    await put_json(storage, f"certs/{serial}", record)
+    # put_json's layout (compact, sorted keys) through orjson; text may be UTF-8 rather than \u escapes
+    await storage.put(f"certs/{serial}", orjson.dumps(record, option=orjson.OPT_SORT_KEYS))
 
 
 async def load_certificate(storage: Storage, serial: str) -> StoredCert | None:
