@@ -24,8 +24,6 @@ import base64
 import binascii
 import datetime as dt
 import functools
-import hashlib
-import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -34,18 +32,16 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from strongroom.durations import format_duration
-from strongroom.engines.pki.crl import der_element, der_length, der_time, der_tlv
 from strongroom.engines.pki.keys import (
     PrivateKey,
-    SignatureChoice,
     export_private_key,
     generate_key_async,
     key_type_name,
-    signature_choice,
+    sign_certificate,
 )
 from strongroom.engines.pki.names import CsrNames, NameRequest, ResolvedNames, resolve_names
 from strongroom.engines.pki.roles import RoleEntry, policy_oid
@@ -333,12 +329,6 @@ def _key_usage_ext(names: tuple[str, ...]) -> x509.Extension[x509.KeyUsage] | No
     return x509.Extension(ExtensionOID.KEY_USAGE, True, x509.KeyUsage(**flags))
 
 
-@functools.lru_cache(maxsize=256)
-def _key_usage_der(names: tuple[str, ...]) -> bytes | None:
-    ext = _key_usage_ext(names)
-    return None if ext is None else _extension_der(ext)
-
-
 def ext_key_usage_oids(role: RoleEntry) -> list[x509.ObjectIdentifier]:
     """The role's flags and ext_key_usage names, then ext_key_usage_oids (Vault's order)."""
     ext = _eku_ext(role)
@@ -354,30 +344,6 @@ def _eku_ext(role: RoleEntry) -> x509.Extension[x509.ExtendedKeyUsage] | None:
         role.email_protection_flag,
         tuple(role.ext_key_usage_oids),
     )
-
-
-def _eku_der(role: RoleEntry) -> bytes | None:
-    return _eku_der_of(
-        tuple(role.ext_key_usage),
-        role.server_flag,
-        role.client_flag,
-        role.code_signing_flag,
-        role.email_protection_flag,
-        tuple(role.ext_key_usage_oids),
-    )
-
-
-@functools.lru_cache(maxsize=256)
-def _eku_der_of(
-    names: tuple[str, ...],
-    server: bool,
-    client: bool,
-    code_signing: bool,
-    email_protection: bool,
-    oids: tuple[str, ...],
-) -> bytes | None:
-    ext = _eku_ext_of(names, server, client, code_signing, email_protection, oids)
-    return None if ext is None else _extension_der(ext)
 
 
 @functools.lru_cache(maxsize=256)
@@ -426,9 +392,8 @@ def subject_name(role: RoleEntry, names: ResolvedNames) -> x509.Name:
     attrs: list[x509.NameAttribute[str]] = []
 
     def add(oid: x509.ObjectIdentifier, values: list[str]) -> None:
-        if values:
-            for value in _dedupe(values):
-                attrs.append(x509.NameAttribute(oid, value, _validate=False))
+        for value in _dedupe(values):
+            attrs.append(x509.NameAttribute(oid, value, _validate=False))
 
     if role.country:
         # Go does not insist on 2-letter countries; cryptography would refuse (or, unvalidated, warn)
@@ -495,11 +460,11 @@ def _aki(issuer_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
 
 @dataclass
 class _IssuerExtensions:
-    """The extensions (DER) every leaf of one issuer carries alike, once per cached SigningIssuer."""
+    """What every leaf of one issuer carries alike, built once per cached SigningIssuer."""
 
-    aki: bytes
-    aia: bytes | None
-    crl_distribution_points: bytes | None
+    aki: x509.Extension[x509.AuthorityKeyIdentifier]
+    aia: x509.Extension[x509.AuthorityInformationAccess] | None
+    crl_distribution_points: x509.Extension[x509.CRLDistributionPoints] | None
 
 
 def _issuer_extensions(issuer: SigningIssuer) -> _IssuerExtensions:
@@ -530,11 +495,7 @@ def _issuer_extensions(issuer: SigningIssuer) -> _IssuerExtensions:
         if points
         else None
     )
-    parts = _IssuerExtensions(
-        _extension_der(aki),
-        None if aia is None else _extension_der(aia),
-        None if cdp is None else _extension_der(cdp),
-    )
+    parts = _IssuerExtensions(aki, aia, cdp)
     issuer.derived["leaf_extensions"] = parts
     return parts
 
@@ -542,6 +503,18 @@ def _issuer_extensions(issuer: SigningIssuer) -> _IssuerExtensions:
 _NOT_CA = x509.Extension(
     ExtensionOID.BASIC_CONSTRAINTS, True, x509.BasicConstraints(ca=False, path_length=None)
 )
+
+
+def _naive_utc(moment: dt.datetime) -> dt.datetime:
+    """What CertificateBuilder's setters store: naive UTC, on or after 1950."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    if moment < _EARLIEST_UTC:
+        raise UserError("unable to create certificate: validity dates must be on or after 1950 January 1")
+    return moment
+
+
+_EARLIEST_UTC = dt.datetime(1950, 1, 1)
 
 
 def random_serial() -> int:
@@ -573,195 +546,58 @@ def build_certificate(
     if verbatim_csr is not None:
         copied = {ext.oid: ext for ext in verbatim_csr.extensions if ext.oid not in _CA_OWNED_EXTENSIONS}
 
-    # Each extension's DER, in the order Vault's certificates have them; the ones every
-    # leaf of a role or an issuer shares are encoded once (memoised / on the issuer).
-    parts: list[bytes] = []
-    key_usage = _key_usage_der(tuple(role.key_usage))
+    # The whole extension list at once, in the order the add_extension calls used to make
+    # (the builder's one-at-a-time setters re-copy it and re-check the key type each step).
+    extensions: list[x509.Extension[Any]] = []
+    key_usage = _key_usage_ext(tuple(role.key_usage))
     if key_usage is not None and ExtensionOID.KEY_USAGE not in copied:
-        parts.append(key_usage)
-    ekus = _eku_der(role)
+        extensions.append(key_usage)
+    ekus = _eku_ext(role)
     if ekus is not None and ExtensionOID.EXTENDED_KEY_USAGE not in copied:
-        parts.append(ekus)
+        extensions.append(ekus)
     if role.basic_constraints_valid_for_non_ca:
-        parts.append(_NOT_CA_DER)
+        extensions.append(_NOT_CA)
     try:
-        spki = public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    except (AttributeError, TypeError, ValueError) as err:
+        ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
+    except (TypeError, ValueError) as err:
         raise UserError(f"unable to create certificate: {err}") from None
-    parts.append(_SKI_PREFIX + _key_identifier(spki))  # SHA-1 of the key bits, as from_public_key
+    extensions.append(x509.Extension(ExtensionOID.SUBJECT_KEY_IDENTIFIER, False, ski))
     shared = _issuer_extensions(issuer)
-    parts.append(shared.aki)
+    extensions.append(shared.aki)
     if shared.aia is not None:
-        parts.append(shared.aia)
+        extensions.append(shared.aia)
     sans = san_entries(names)
     if sans:
-        san = x509.SubjectAlternativeName(sans).public_bytes()
-        parts.append(_extension_bytes(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, len(subject) == 0, san))
+        critical = len(subject) == 0
+        extensions.append(
+            x509.Extension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, critical, x509.SubjectAlternativeName(sans))
+        )
     policies = policies_extension(role.policy_identifiers) if role.policy_identifiers else None
     if policies is not None and ExtensionOID.CERTIFICATE_POLICIES not in copied:
-        parts.append(_extension_bytes(ExtensionOID.CERTIFICATE_POLICIES, False, policies.public_bytes()))
+        extensions.append(x509.Extension(ExtensionOID.CERTIFICATE_POLICIES, False, policies))
     if shared.crl_distribution_points is not None:
-        parts.append(shared.crl_distribution_points)
-    for ext in copied.values():  # only OIDs none of the above has: the CA's own are never copied
-        parts.append(_extension_bytes(ext.oid, ext.critical, ext.value.public_bytes()))
+        extensions.append(shared.crl_distribution_points)
+    seen = {ext.oid for ext in extensions}
+    for ext in copied.values():
+        if ext.oid in seen:
+            raise UserError(f"unable to create certificate: this extension has already been set: {ext.oid}")
+        extensions.append(ext)
+    builder = x509.CertificateBuilder(
+        issuer_name=issuer.certificate.subject,
+        subject_name=subject,
+        public_key=public_key,
+        serial_number=random_serial(),
+        not_valid_before=_naive_utc(validity.not_before),
+        not_valid_after=_naive_utc(validity.not_after),
+        extensions=extensions,
+    )
 
     key = issuer.private_key
     bits = ec_signature_bits if isinstance(key, ec.EllipticCurvePrivateKey) else role.signature_bits
     try:
-        choice = _signature_choice(issuer, bits if bits in (256, 384, 512) else 0, role.use_pss)
-        tbs = b"".join(
-            (
-                b"\xa0\x03\x02\x01\x02",  # [0] version v3
-                _der_integer(random_serial()),
-                _signature_algorithm(issuer, choice),
-                _issuer_name(issuer),
-                der_tlv(0x30, _der_validity(validity.not_before) + _der_validity(validity.not_after)),
-                subject.public_bytes(),
-                spki,
-                der_tlv(0xA3, der_tlv(0x30, b"".join(parts))),
-            )
-        )
-        tbs = der_tlv(0x30, tbs)
-        signature = _sign(key, tbs, choice)
+        return sign_certificate(builder, key, bits if bits in (256, 384, 512) else 0, role.use_pss)
     except ValueError as err:
         raise UserError(f"unable to create certificate: {err}") from None
-    der = der_tlv(0x30, tbs + _signature_algorithm(issuer, choice) + der_tlv(0x03, b"\x00" + signature))
-    return x509.load_der_x509_certificate(der)
-
-
-# -- DER of the certificate -------------------------------------------------------------------
-#
-# A leaf is encoded here rather than through CertificateBuilder.sign, which spends more
-# time converting the Python objects than signing (~36 µs of it for an EC P-256 leaf,
-# against 16 µs for the signature). The encoding is cryptography's own, byte for byte
-# (tests/unit/pki/test_pki_issue.py compares whole certificates signed with Ed25519):
-# names, keys and extension values still come from cryptography (public_bytes), and the
-# signature AlgorithmIdentifier from a certificate cryptography signed with the same key
-# and choice; only the TBSCertificate frame is assembled here.
-
-
-def _der_integer(value: int) -> bytes:
-    """A positive INTEGER (a leading zero octet when the top bit is set)."""
-    magnitude = value.to_bytes(value.bit_length() // 8 + 1, "big")
-    return b"\x02" + der_length(len(magnitude)) + magnitude
-
-
-def _der_validity(moment: dt.datetime) -> bytes:
-    """A validity time (naive means UTC), whole seconds, as the builder's setters take it."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return _der_time_cached(math.floor(moment.timestamp()))
-
-
-@functools.lru_cache(maxsize=64)
-def _der_time_cached(timestamp: int) -> bytes:
-    return der_time(timestamp)  # leaves made in the same second share their validity
-
-
-def _key_identifier(spki: bytes) -> bytes:
-    """SHA-1 of the subjectPublicKey BIT STRING contents (RFC 5280 §4.2.1.2 method 1)."""
-    content, _ = der_element(spki, 0)
-    algorithm_end = der_element(spki, content)[1]
-    bits_start, bits_end = der_element(spki, algorithm_end)
-    return hashlib.sha1(spki[bits_start + 1 : bits_end], usedforsecurity=False).digest()
-
-
-@functools.lru_cache(maxsize=512)
-def _oid_der(oid: x509.ObjectIdentifier) -> bytes:
-    arcs = [int(a) for a in oid.dotted_string.split(".")]
-    body = bytearray()
-    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        body += bytes(reversed(chunk))
-    return der_tlv(0x06, body)
-
-
-def _extension_bytes(oid: x509.ObjectIdentifier, critical: bool, value: bytes) -> bytes:
-    """``Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }``."""
-    return der_tlv(0x30, _oid_der(oid) + (b"\x01\x01\xff" if critical else b"") + der_tlv(0x04, value))
-
-
-def _extension_der(ext: x509.Extension[Any]) -> bytes:
-    return _extension_bytes(ext.oid, ext.critical, ext.value.public_bytes())
-
-
-_NOT_CA_DER = _extension_der(_NOT_CA)
-# SubjectKeyIdentifier, not critical, of a 20-octet key identifier: SEQUENCE { OID 2.5.29.14,
-# OCTET STRING { OCTET STRING (20) } }; the SHA-1 follows
-_SKI_PREFIX = b"\x30\x1d\x06\x03\x55\x1d\x0e\x04\x16\x04\x14"
-
-
-def _issuer_name(issuer: SigningIssuer) -> bytes:
-    cached = issuer.derived.get("subject_der")
-    if not isinstance(cached, bytes):
-        cached = issuer.derived["subject_der"] = issuer.certificate.subject.public_bytes()
-    return cached
-
-
-def _signature_choice(issuer: SigningIssuer, bits: int, use_pss: bool) -> SignatureChoice:
-    """keys.signature_choice for the issuer's key, made once per (bits, use_pss)."""
-    table = issuer.derived.setdefault("signature_choices", {})
-    choice = table.get((bits, use_pss))
-    if choice is None:
-        choice = table[(bits, use_pss)] = signature_choice(issuer.private_key, bits, use_pss)
-    return choice  # type: ignore[no-any-return]
-
-
-def _choice_key(choice: SignatureChoice) -> tuple[str, str]:
-    """(hash, padding): keys.signature_choice derives everything else (PSS: MGF1 of the same
-    hash, salt of the digest's length) from these two."""
-    algorithm = choice.algorithm.name if choice.algorithm is not None else ""
-    return algorithm, type(choice.rsa_padding).__name__
-
-
-def _signature_algorithm(issuer: SigningIssuer, choice: SignatureChoice) -> bytes:
-    """The AlgorithmIdentifier cryptography writes for this issuer key and choice (found once)."""
-    table = issuer.derived.setdefault("signature_algorithms", {})
-    key = _choice_key(choice)
-    cached = table.get(key)
-    if cached is None:
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "template")])
-        now = dt.datetime(2000, 1, 1)
-        builder = x509.CertificateBuilder(
-            issuer_name=name,
-            subject_name=name,
-            public_key=issuer.certificate.public_key(),
-            serial_number=1,
-            not_valid_before=now,
-            not_valid_after=now,
-        )
-        template = sign_certificate_with(builder, issuer.private_key, choice)
-        der = template.public_bytes(serialization.Encoding.DER)
-        content, _ = der_element(der, 0)
-        start = der_element(der, content)[1]  # after the TBSCertificate
-        cached = table[key] = der[start : der_element(der, start)[1]]
-    return bytes(cached)
-
-
-def sign_certificate_with(
-    builder: x509.CertificateBuilder, key: PrivateKey, choice: SignatureChoice
-) -> x509.Certificate:
-    if choice.rsa_padding is not None:
-        return builder.sign(key, choice.algorithm, rsa_padding=choice.rsa_padding)  # type: ignore[arg-type]
-    return builder.sign(key, choice.algorithm)  # type: ignore[arg-type]
-
-
-def _sign(key: PrivateKey, data: bytes, choice: SignatureChoice) -> bytes:
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        assert choice.algorithm is not None
-        return key.sign(data, ec.ECDSA(choice.algorithm))
-    if isinstance(key, rsa.RSAPrivateKey):
-        assert choice.algorithm is not None
-        return key.sign(data, choice.rsa_padding or padding.PKCS1v15(), choice.algorithm)
-    if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
-        return key.sign(data)  # EdDSA: no separate hash
-    raise ValueError("unsupported issuer key type")
 
 
 # -- the three flows ------------------------------------------------------------------------
