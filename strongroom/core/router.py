@@ -6,7 +6,7 @@ path segment so routing cost does not grow with the number of mounts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from strongroom.core.mounts import MountEntry
 from strongroom.logical.backend import Backend
@@ -24,6 +24,9 @@ class RouteEntry:
     root_exact: frozenset[str]
     root_prefix: tuple[str, ...]
     root_plus: tuple[tuple[str, ...], ...]
+    # answers of is_unauthenticated per relative path: a mount with many "+" globs (PKI's
+    # ACME directories) would otherwise scan them all on every request
+    _unauth_seen: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def build(cls, entry: MountEntry, backend: Backend, storage: Storage) -> RouteEntry:
@@ -32,7 +35,13 @@ class RouteEntry:
         return cls(entry, backend, storage, ue, up, uplus, re_, rp, rplus)
 
     def is_unauthenticated(self, rel: str) -> bool:
-        return _glob_match(rel, self.unauth_exact, self.unauth_prefix, self.unauth_plus)
+        seen = self._unauth_seen.get(rel)
+        if seen is None:
+            seen = _glob_match(rel, self.unauth_exact, self.unauth_prefix, self.unauth_plus)
+            if len(self._unauth_seen) >= 4096:  # bounded: paths carry ids and serials
+                self._unauth_seen.clear()
+            self._unauth_seen[rel] = seen
+        return seen
 
     def is_root_path(self, rel: str) -> bool:
         return _glob_match(rel, self.root_exact, self.root_prefix, self.root_plus)
