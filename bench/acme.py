@@ -59,15 +59,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.integration.acme.targets import (  # noqa: E402
     AcmeTarget,
-    ChallTestSrv,
-    ManagedProcess,
     StrongroomTarget,
-    _configure_strongroom_pki,
-    make_tls_cert,
     start_pebble,
-    wait_until,
+    start_strongroom,
 )
-from tests.integration.server_proc import free_port  # noqa: E402
 from tests.unit.pki.acme_testclient import b64, csr_der, ec_jwk, jws, thumbprint  # noqa: E402
 
 if importlib.util.find_spec("sniffio") is None:
@@ -92,65 +87,10 @@ def note(text: str) -> None:
 
 
 def start_strongroom_with(tmpdir: Path, storage: dict[str, Any], workers: int) -> StrongroomTarget:
-    """``start_strongroom`` (tests/integration/acme/targets.py) with this storage and worker count.
-
-    A copy, so that each row's configuration is fixed here (inmem storage is always one process).
-    """
-    tmpdir.mkdir(parents=True, exist_ok=True)
-    ca_pem, cert, key = make_tls_cert(tmpdir)
-    dns = ChallTestSrv(tmpdir)
-    try:
-        port, http_port, tls_port = free_port(), free_port(), free_port()
-        addr = f"https://127.0.0.1:{port}"
-        config = {
-            "storage": storage,
-            "listener": {
-                "tcp": {"address": f"127.0.0.1:{port}", "tls_cert_file": str(cert), "tls_key_file": str(key)}
-            },
-            "disable_mlock": True,
-            "workers": workers,
-        }
-        cfg = tmpdir / "server.json"
-        cfg.write_text(json.dumps(config, indent=2))
-        proc = ManagedProcess(
-            "strongroom",
-            [sys.executable, "-m", "strongroom", "server", f"-config={cfg}"],
-            tmpdir / "server.log",
-            env={"PYTHONUNBUFFERED": "1"},
-            cwd=ROOT,
-        )
-        target = StrongroomTarget(
-            name="strongroom-" + next(iter(storage)),
-            directory_url=f"{addr}/v1/pki/acme/directory",
-            ca_bundle=ca_pem,
-            http_port=http_port,
-            tls_port=tls_port,
-            dns=dns,
-            workdir=tmpdir,
-            processes=[proc],
-            addr=addr,
-        )
-    except BaseException:
-        dns.stop()
-        raise
-    try:
-        ctx = ssl.create_default_context(cafile=str(ca_pem))
-        wait_until(
-            "strongroom",
-            lambda: httpx.get(addr + "/v1/sys/seal-status", verify=ctx, timeout=2.0).status_code == 200,
-            [proc, dns.process],
-        )
-        with httpx.Client(base_url=addr, verify=ctx, timeout=30.0) as c:
-            init = c.put("/v1/sys/init", json={"secret_shares": 1, "secret_threshold": 1})
-            init.raise_for_status()
-            body = init.json()
-            c.put("/v1/sys/unseal", json={"key": body["keys"][0]}).raise_for_status()
-        target.root_token = body["root_token"]
-        _configure_strongroom_pki(target)
-    except BaseException:
-        target.stop()
-        raise
-    return target
+    """``start_strongroom`` with this storage and worker count (inmem storage is always one process)."""
+    return start_strongroom(
+        tmpdir, storage=storage, workers=workers, name="strongroom-" + next(iter(storage))
+    )
 
 
 @dataclass

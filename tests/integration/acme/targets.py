@@ -467,11 +467,18 @@ def _check(r: httpx.Response, what: str) -> httpx.Response:
     return r
 
 
-def start_strongroom(tmpdir: Path, eab_required: bool = False) -> StrongroomTarget:
+def start_strongroom(
+    tmpdir: Path,
+    eab_required: bool = False,
+    storage: dict[str, Any] | None = None,
+    workers: int = 2,
+    name: str = "",
+) -> StrongroomTarget:
     """A strongroom server over TLS with a ``pki`` mount whose ACME directory is enabled for loopback tests.
 
-    Server-side assumptions (what the ACME implementation must accept) are listed in
-    ``tests/integration/acme/README.md``.
+    The default is a SQLite node of two HTTP workers, so nonces and orders cross processes;
+    ``storage`` / ``workers`` change that (the benchmark's rows). Server-side assumptions
+    (what the ACME implementation must accept) are listed in ``tests/integration/acme/README.md``.
     """
     tmpdir.mkdir(parents=True, exist_ok=True)
     ca_pem, cert, key = make_tls_cert(tmpdir)
@@ -480,13 +487,12 @@ def start_strongroom(tmpdir: Path, eab_required: bool = False) -> StrongroomTarg
         port, http_port, tls_port = free_port(), free_port(), free_port()
         addr = f"https://127.0.0.1:{port}"
         config = {
-            # SQLite: a node of one HTTP worker per CPU, so nonces and orders cross processes
-            "storage": {"sqlite": {"path": str(tmpdir / "strongroom.db")}},
+            "storage": storage or {"sqlite": {"path": str(tmpdir / "strongroom.db")}},
             "listener": {
                 "tcp": {"address": f"127.0.0.1:{port}", "tls_cert_file": str(cert), "tls_key_file": str(key)}
             },
             "disable_mlock": True,
-            "workers": 2,
+            "workers": workers,
         }
         cfg = tmpdir / "server.json"
         cfg.write_text(json.dumps(config, indent=2))
@@ -498,7 +504,7 @@ def start_strongroom(tmpdir: Path, eab_required: bool = False) -> StrongroomTarg
             cwd=ROOT,
         )
         target = StrongroomTarget(
-            name="strongroom-eab" if eab_required else "strongroom",
+            name=name or ("strongroom-eab" if eab_required else "strongroom"),
             directory_url=f"{addr}/v1/pki/acme/directory",
             ca_bundle=ca_pem,
             http_port=http_port,
