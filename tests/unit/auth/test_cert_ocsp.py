@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from test_cert_auth import ClientCerts
+from test_cert_auth import Env as CertEnv
 
 from strongroom.auth import cert_ocsp
 from strongroom.auth.cert import CertBackend
@@ -33,7 +35,7 @@ from strongroom.auth.cert_ocsp import OcspChecker, OcspSettings, Outcome, evalua
 from strongroom.core.mounts import MountEntry
 from strongroom.logical.errors import PermissionDenied
 from strongroom.logical.request import Connection, Operation, Request
-from strongroom.testing import Harness, running_core
+from strongroom.testing import running_core
 
 NOW = dt.datetime.now(dt.UTC)
 GOOD, REVOKED, UNKNOWN = ocsp.OCSPCertStatus.GOOD, ocsp.OCSPCertStatus.REVOKED, ocsp.OCSPCertStatus.UNKNOWN
@@ -215,47 +217,9 @@ def serve() -> Iterator[Callable[[Issued], Responder]]:
 # -- the strongroom side -----------------------------------------------------------------------
 
 
-class ClientCerts:
-    """ASGI wrapper: present ``chain`` as the connection's client certificates."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.chain: list[str] = []
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and self.chain:
-            scope = {
-                **scope,
-                "scheme": "https",
-                "extensions": {"tls": {"client_cert_chain": list(self.chain)}},
-            }
-        await self.app(scope, receive, send)
-
-
 @dataclass
-class Env:
-    h: Harness
-    tls: ClientCerts
-    client: httpx.AsyncClient
-    ca: Issued
+class Env(CertEnv):
     responder: Responder
-
-    async def call(
-        self, method: str, path: str, json: Any = None, token: str | None = None
-    ) -> httpx.Response:
-        headers = {} if token == "" else {"X-Vault-Token": token or self.h.root_token}
-        return await self.client.request(method, "/v1/auth/cert/" + path, json=json, headers=headers)
-
-    async def trust(self, name: str, cert: Issued, **body: Any) -> None:
-        r = await self.call("POST", f"certs/{name}", {"certificate": cert.pem, **body})
-        assert r.status_code == 204, r.text
-
-    async def login(self, chain: list[Issued], name: str | None = None) -> httpx.Response:
-        self.tls.chain = [c.pem for c in chain]
-        try:
-            return await self.call("POST", "login", {} if name is None else {"name": name}, token="")
-        finally:
-            self.tls.chain = []
 
     def leaf(self, cn: str = "client", **kw: Any) -> Issued:
         kw.setdefault("ocsp_urls", (self.responder.url,))
