@@ -73,7 +73,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from strongroom.auth.cert_ocsp import OcspChecker, OcspResult, OcspSettings, Outcome, serial_hex
-from strongroom.auth.common import TokenParams, check_cidrs, token_fields
+from strongroom.auth.common import TokenParams, check_cidrs, equivalent_policies, token_fields
 from strongroom.framework import Display, Field, FieldData, FieldType, FrameworkBackend, Path, PathOperation
 from strongroom.logical.backend import BackendConfig
 from strongroom.logical.errors import PermissionDenied, UserError
@@ -948,12 +948,10 @@ class CertBackend(FrameworkBackend):
         entry = await self._load_entry(self.storage, cert_name)
         if entry is None:
             raise PermissionDenied()
-        if sorted(set(entry.token.policies) - {"default"}) != sorted(
-            set(req.auth.token_policies or req.auth.policies) - {"default"}
-        ):
+        if not equivalent_policies(entry.token.policies, req.auth.token_policies or req.auth.policies):
             raise UserError("policies have changed, not renewing")
         auth = req.auth
-        auth.ttl, auth.max_ttl, auth.period = entry.token.ttl, entry.token.max_ttl, entry.token.period
+        entry.token.apply_renewal(auth)
         return Response(auth=auth)
 
 

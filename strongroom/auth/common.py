@@ -327,6 +327,16 @@ class TokenParams:
         auth.renewable = True
         return auth
 
+    def apply_renewal(self, auth: Auth) -> Auth:
+        """What a renewal answers (Vault's ``pathLoginRenew``): the token renews with today's TTLs."""
+        auth.ttl, auth.max_ttl, auth.period = self.ttl, self.max_ttl, self.period
+        return auth
+
+
+def equivalent_policies(a: Iterable[str], b: Iterable[str]) -> bool:
+    """``policyutil.EquivalentPolicies``: the same set, ignoring order, case, duplicates and ``default``."""
+    return set(parse_policies(list(a))) - {"default"} == set(parse_policies(list(b))) - {"default"}
+
 
 # -- user lockout --------------------------------------------------------------------------
 

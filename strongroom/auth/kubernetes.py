@@ -650,7 +650,7 @@ class KubernetesBackend(FrameworkBackend):
                 raise CodedError(403, "namespace not authorized")
         params = TokenParams.from_json(role.get("token"))
         auth = req.auth
-        auth.ttl, auth.max_ttl, auth.period = params.ttl, params.max_ttl, params.period
+        params.apply_renewal(auth)
         return Response(auth=auth)
 
     def _claims(self, token: str, config: dict[str, Any], role: dict[str, Any]) -> dict[str, Any]:

@@ -86,6 +86,7 @@ from strongroom.auth.common import (
     StoredLoginLockout,
     TokenParams,
     check_cidrs,
+    equivalent_policies,
     mount_lockout_policy,
     parse_policies,
     token_fields,
@@ -634,11 +635,6 @@ class Directory:
         return names
 
 
-def _same_policies(a: list[str], b: list[str]) -> bool:
-    """``policyutil.EquivalentPolicies``: the same set, ignoring order, case, duplicates and ``default``."""
-    return set(parse_policies(a)) - {"default"} == set(parse_policies(b)) - {"default"}
-
-
 @dataclass
 class LoginResult:
     user_dn: str
@@ -980,10 +976,12 @@ class LdapBackend(FrameworkBackend):
         if ldap_groups is None:
             raise UserError(RENEW_USER_GONE)
         _, mapped = await self._mapped(cfg, username, ldap_groups)
-        if not _same_policies([*cfg.token.policies, *mapped], req.auth.token_policies or req.auth.policies):
+        if not equivalent_policies(
+            [*cfg.token.policies, *mapped], req.auth.token_policies or req.auth.policies
+        ):
             raise UserError("policies have changed, not renewing")
         auth = req.auth
-        auth.ttl, auth.max_ttl, auth.period = cfg.token.ttl, cfg.token.max_ttl, cfg.token.period
+        cfg.token.apply_renewal(auth)
         return Response(auth=auth)
 
     @staticmethod

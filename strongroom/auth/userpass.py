@@ -57,8 +57,8 @@ from strongroom.auth.common import (
     StoredLoginLockout,
     TokenParams,
     check_cidrs,
+    equivalent_policies,
     mount_lockout_policy,
-    parse_policies,
     token_fields,
 )
 from strongroom.framework import Display, Field, FieldData, FieldType, FrameworkBackend, Path, PathOperation
@@ -224,11 +224,6 @@ async def ensure_decoy(storage: Storage) -> None:
     async with storage.transaction() as txn:
         if await txn.get(_DECOY_KEY) is None:
             await put_json(txn, _DECOY_KEY, decoy.to_json())
-
-
-def _same_policies(a: list[str], b: list[str]) -> bool:
-    """``policyutil.EquivalentPolicies``: the same set, ignoring order, case, duplicates and ``default``."""
-    return set(parse_policies(a)) - {"default"} == set(parse_policies(b)) - {"default"}
 
 
 def op(
@@ -466,10 +461,10 @@ class UserpassBackend(FrameworkBackend):
         user = await load_user(self.storage, name) if name else None
         if user is None:
             raise UserError("user no longer exists, not renewing")
-        if not _same_policies(user.token.policies, req.auth.token_policies or req.auth.policies):
+        if not equivalent_policies(user.token.policies, req.auth.token_policies or req.auth.policies):
             raise UserError("policies have changed, not renewing")
         auth = req.auth
-        auth.ttl, auth.max_ttl, auth.period = user.token.ttl, user.token.max_ttl, user.token.period
+        user.token.apply_renewal(auth)
         return Response(auth=auth)
 
     async def _rehash(self, name: str, old_hash: str, password: str) -> None:

@@ -230,7 +230,7 @@ class AppRoleBackend(RoleHandlers, SecretIDHandlers):
         if role is None:
             raise UserError(f"role {name!r} does not exist during renewal")
         auth = req.auth
-        auth.ttl, auth.max_ttl, auth.period = role.token.ttl, role.token.max_ttl, role.token.period
+        role.token.apply_renewal(auth)
         return Response(auth=auth)
 
     async def _check_credentials(
