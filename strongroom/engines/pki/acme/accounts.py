@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
+import secrets
 from typing import TYPE_CHECKING, Any
 
 from strongroom.engines.pki.acme import jws, state
@@ -223,7 +223,5 @@ async def key_change(backend: PkiBackend, req: Request, d: FieldData, directory:
 
 
 def new_eab_key(directory: Directory) -> state.EabKey:
-    import secrets
-
-    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+    key = jws.b64url_encode(secrets.token_bytes(32))
     return state.EabKey(id=state.new_id(), key=key, directory=directory.prefix)

@@ -8,6 +8,7 @@ included, carries a fresh ``Replay-Nonce`` and a ``Link: rel="index"``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from strongroom.engines.pki.acme import jws, state
 from strongroom.engines.pki.acme.nonces import nonce_table
 from strongroom.engines.pki.acme.problems import AcmeProblem
+from strongroom.engines.pki.acme.validation import ValidationSettings
 from strongroom.engines.pki.paths_roles import role_cache
 from strongroom.engines.pki.roles import RoleEntry
 from strongroom.engines.pki.store import get_cluster_config
@@ -50,6 +52,14 @@ class Directory:
 
     def url(self, rel: str) -> str:
         return self.base_url + rel
+
+    @functools.cached_property
+    def validation_settings(self) -> ValidationSettings:
+        """Where validation may connect, parsed once per request from ``config``."""
+        try:
+            return ValidationSettings.from_config(self.config.to_json())
+        except ValueError as err:
+            raise AcmeProblem("serverInternal", f"config/acme is invalid: {err}", status=503) from None
 
     @property
     def eab_policy(self) -> str:
@@ -115,6 +125,7 @@ class SettingsCache:
         self._value: tuple[state.AcmeConfig, str] | None = None
 
     async def get(self) -> tuple[state.AcmeConfig, str]:
+        """The cached values, shared by every request of this process: read them, never change them."""
         core = self._backend.core
         generation = int(core.engine_generation()) if core is not None else -2
         if self._value is None or generation != self._generation or generation == -2:
@@ -123,7 +134,7 @@ class SettingsCache:
             cluster = (await get_cluster_config(storage)).get("path", "")
             self._value, self._generation = (config, cluster), generation
         config, cluster = self._value
-        return state.AcmeConfig.from_json(config.to_json()), cluster
+        return config, cluster
 
 
 def settings_cache(backend: PkiBackend) -> SettingsCache:

@@ -23,6 +23,7 @@ from strongroom.engines.pki.acme import jws, state, validation
 from strongroom.engines.pki.acme.context import Directory, Reply, Signed, verify_post
 from strongroom.engines.pki.acme.problems import AcmeProblem
 from strongroom.engines.pki.issuing import IssueInput, sign_certificate_request
+from strongroom.engines.pki.keys import public_key_der
 from strongroom.engines.pki.names import NameRequest, resolve_names
 from strongroom.engines.pki.paths_issue import load_issuer, verbatim_role
 from strongroom.engines.pki.roles import DEFAULT_KEY_USAGE, RoleEntry
@@ -73,16 +74,9 @@ def normalise_identifier(raw: Any) -> dict[str, str]:
     raise AcmeProblem("unsupportedIdentifier", f"identifier type {kind[:20]!r} is not supported")
 
 
-def _settings(directory: Directory) -> validation.ValidationSettings:
-    try:
-        return validation.ValidationSettings.from_config(directory.config.to_json())
-    except ValueError as err:
-        raise AcmeProblem("serverInternal", f"config/acme is invalid: {err}", status=503) from None
-
-
 def check_identifier(directory: Directory, ident: dict[str, str]) -> None:
     """The address policy and the directory's role, before any authorization exists."""
-    settings = _settings(directory)
+    settings = directory.validation_settings
     value = ident["value"]
     if ident["type"] == "ip":
         if not validation.address_allowed(ipaddress.ip_address(value), settings):
@@ -327,7 +321,7 @@ async def challenge_post(backend: PkiBackend, req: Request, d: FieldData, direct
     if not signed.request.is_post_as_get():
         signed.payload()  # must be a JSON object ({} by RFC 8555 §7.5.1)
         if authz.status == "pending" and challenge.status == "pending":
-            settings = _settings(directory)
+            settings = directory.validation_settings
             challenge.status, challenge.started = "processing", time.time()
             await state.save_authz(backend.storage, authz)
             key_auth = jws.key_authorization(challenge.token, account.jwk)
@@ -496,7 +490,7 @@ async def finalize(backend: PkiBackend, req: Request, d: FieldData, directory: D
         csr_key = csr.public_key()
     except Exception:  # an algorithm cryptography does not support
         raise AcmeProblem("badCSR", "the CSR's public key type is not supported") from None
-    if _spki(csr_key) == _spki(jws.public_key(account.jwk)):
+    if public_key_der(csr_key) == public_key_der(jws.public_key(account.jwk)):
         raise AcmeProblem("badCSR", "the certificate key must differ from the account key")
     async with backend.storage.transaction() as txn:  # one finalize wins, whichever worker
         current = await state.load_order(txn, account.id, order.id)
@@ -516,12 +510,6 @@ async def finalize(backend: PkiBackend, req: Request, d: FieldData, directory: D
         await state.save_order(backend.storage, order)
         raise refused from None
     return Reply(order_view(directory, order), 200, directory.url(f"order/{order.id}"))
-
-
-def _spki(key: Any) -> bytes:
-    return bytes(
-        key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
 
 
 async def _issue(
@@ -575,11 +563,15 @@ async def alternate_chains(backend: PkiBackend, chain_pem: str) -> list[str]:
     if len(certs) < 2:
         return []
     leaf, signer = certs[0], certs[1]
-    signer_spki = _spki(signer.public_key())
+    signer_spki = public_key_der(signer.public_key())
     out: list[str] = []
     for entry in await store.list_issuers(backend.storage):
         cert = entry.cert()
-        if cert == signer or cert.subject != signer.subject or _spki(cert.public_key()) != signer_spki:
+        if (
+            cert == signer
+            or cert.subject != signer.subject
+            or public_key_der(cert.public_key()) != signer_spki
+        ):
             continue
         chain = [p.strip() + "\n" for p in (entry.ca_chain or [entry.certificate])]
         out.append(leaf.public_bytes(serialization.Encoding.PEM).decode() + "".join(chain))

@@ -160,7 +160,7 @@ def protocol_paths(backend: PkiBackend) -> list[Path]:
                 fields={**base_fields, "cert_id": Field(_SEG, "base64url(AKI).base64url(serial)")},
                 operations={
                     Operation.READ: PathOperation(
-                        acme_handler(backend, lambda r, d, dr: revoke.renewal_info(backend, r, d, dr)),
+                        wrap(revoke.renewal_info),
                         "Suggested renewal window (RFC 9773).",
                     )
                 },

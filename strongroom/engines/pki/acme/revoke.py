@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -12,6 +12,7 @@ from strongroom.engines.pki import revocation, store
 from strongroom.engines.pki.acme import jws, state
 from strongroom.engines.pki.acme.context import Directory, Reply, verify_post
 from strongroom.engines.pki.acme.problems import AcmeProblem
+from strongroom.engines.pki.keys import public_key_der
 from strongroom.logical.request import Request
 
 if TYPE_CHECKING:
@@ -21,12 +22,6 @@ if TYPE_CHECKING:
 # RFC 5280 reason codes a subscriber may give; 7 is unused and 8 (removeFromCRL) is for delta CRLs
 REASONS = frozenset({0, 1, 2, 3, 4, 5, 6, 9, 10})
 ARI_RETRY_AFTER = 6 * 3600
-
-
-def _spki(key: Any) -> bytes:
-    return bytes(
-        key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
 
 
 async def _stored(backend: PkiBackend, cert: x509.Certificate) -> store.StoredCert:
@@ -72,7 +67,7 @@ async def revoke_cert(backend: PkiBackend, req: Request, d: FieldData, directory
     await _stored(backend, cert)
     if signed.account is None:  # signed with the certificate's own key
         assert signed.request.jwk is not None
-        if _spki(jws.public_key(signed.request.jwk)) != _spki(cert.public_key()):
+        if public_key_der(jws.public_key(signed.request.jwk)) != public_key_der(cert.public_key()):
             raise AcmeProblem("unauthorized", "the request is not signed by the certificate's key")
     else:
         serial = store.serial_to_str(cert.serial_number)
