@@ -14,13 +14,13 @@ of a node, and a restarted node, sees the same accounts and orders. Layout:
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import secrets
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from strongroom.engines.pki import revocation
 from strongroom.logical.storage import Storage, get_json, put_json
 
 CONFIG_KEY = "config/acme"
@@ -44,7 +44,8 @@ def new_id() -> str:
 
 
 def rfc3339(ts: float) -> str:
-    return dt.datetime.fromtimestamp(int(ts), tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """ACME timestamps: whole seconds, in the PKI engine's RFC 3339 form."""
+    return revocation.rfc3339(int(ts))
 
 
 @dataclass
